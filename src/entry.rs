@@ -1,0 +1,274 @@
+//! The stored entry: a compact, versioned binary encoding of one response.
+//!
+//! Layout of version 1 (integers big-endian):
+//!
+//! ```text
+//! "TRC" 0x01                    magic and version
+//! u64 stored_at                 milliseconds since the Unix epoch
+//! u64 ttl                       milliseconds
+//! u16 status
+//! u32 len, bytes                request identity (path and variant inputs), checked on read
+//! u16 count, count x { u16 len, name, u32 len, value }   headers
+//! u32 len, bytes                body
+//! ```
+//!
+//! Decoding checks every length against the bytes present and every header against `http`'s
+//! rules; anything else (another version, foreign or truncated bytes, trailing bytes) is an
+//! [`EntryError`], which the cache treats as a miss and overwrites.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::{
+    fmt,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+const MAGIC: &[u8; 3] = b"TRC";
+const VERSION: u8 = 1;
+
+/// One stored response: status, headers, body, when it was stored and for how long, and the
+/// identity of the request it answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The response status.
+    pub status: StatusCode,
+    /// The response headers, without hop-by-hop headers and `Set-Cookie`.
+    pub headers: HeaderMap,
+    /// The response body.
+    pub body: Bytes,
+    /// When the entry was stored.
+    pub stored_at: SystemTime,
+    /// How long the entry lives from `stored_at`.
+    pub ttl: Duration,
+    /// The exact request inputs the entry answers; a read whose identity differs is a miss.
+    pub identity: Bytes,
+}
+
+/// Why bytes read from the store are not an [`Entry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The bytes do not start with this crate's magic.
+    Foreign,
+    /// Written by another version of the encoding.
+    UnknownVersion(u8),
+    /// The bytes end early, carry trailing bytes or hold an invalid field.
+    Corrupt(&'static str),
+}
+
+impl fmt::Display for EntryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryError::Foreign => f.write_str("not a cache entry"),
+            EntryError::UnknownVersion(v) => write!(f, "unknown entry version {v}"),
+            EntryError::Corrupt(what) => write!(f, "corrupt entry: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for EntryError {}
+
+impl Entry {
+    /// Encodes the entry; the body and identity are copied once into the result.
+    pub fn encode(&self) -> Bytes {
+        let headers_len: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| 6 + n.as_str().len() + v.len())
+            .sum();
+        let mut out = BytesMut::with_capacity(
+            4 + 8 + 8 + 2 + 4 + self.identity.len() + 2 + headers_len + 4 + self.body.len(),
+        );
+        out.put_slice(MAGIC);
+        out.put_u8(VERSION);
+        out.put_u64(millis_since_epoch(self.stored_at));
+        out.put_u64(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
+        out.put_u16(self.status.as_u16());
+        put_u32_prefixed(&mut out, &self.identity);
+        let count = self.headers.len().min(usize::from(u16::MAX));
+        out.put_u16(count as u16);
+        for (name, value) in self.headers.iter().take(count) {
+            // Header names are far shorter than 64 KiB (hyper caps whole heads well below that).
+            out.put_u16(name.as_str().len() as u16);
+            out.put_slice(name.as_str().as_bytes());
+            put_u32_prefixed(&mut out, value.as_bytes());
+        }
+        put_u32_prefixed(&mut out, &self.body);
+        out.freeze()
+    }
+
+    /// Decodes an entry; body, identity and header values share `bytes` without copying.
+    pub fn decode(bytes: Bytes) -> Result<Self, EntryError> {
+        let mut r = Reader(bytes);
+        if r.0.len() < 4 || &r.0[..3] != MAGIC {
+            return Err(EntryError::Foreign);
+        }
+        if r.0[3] != VERSION {
+            return Err(EntryError::UnknownVersion(r.0[3]));
+        }
+        r.0.advance(4);
+        let stored_at = UNIX_EPOCH
+            .checked_add(Duration::from_millis(r.u64()?))
+            .ok_or(EntryError::Corrupt("stored_at"))?;
+        let ttl = Duration::from_millis(r.u64()?);
+        let status = StatusCode::from_u16(r.u16()?).map_err(|_| EntryError::Corrupt("status"))?;
+        let identity = r.u32_prefixed()?;
+        let count = r.u16()?;
+        let mut headers = HeaderMap::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let name_len = usize::from(r.u16()?);
+            let name = r.take(name_len)?;
+            let name =
+                HeaderName::from_bytes(&name).map_err(|_| EntryError::Corrupt("header name"))?;
+            let value = HeaderValue::from_maybe_shared(r.u32_prefixed()?)
+                .map_err(|_| EntryError::Corrupt("header value"))?;
+            headers.append(name, value);
+        }
+        let body = r.u32_prefixed()?;
+        if !r.0.is_empty() {
+            return Err(EntryError::Corrupt("trailing bytes"));
+        }
+        Ok(Self {
+            status,
+            headers,
+            body,
+            stored_at,
+            ttl,
+            identity,
+        })
+    }
+
+    /// How long ago the entry was stored (zero if the clock went backwards).
+    pub fn age(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.stored_at).unwrap_or_default()
+    }
+
+    /// How long the entry has left to live.
+    pub fn remaining_ttl(&self, now: SystemTime) -> Duration {
+        self.ttl.saturating_sub(self.age(now))
+    }
+}
+
+fn millis_since_epoch(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn put_u32_prefixed(out: &mut BytesMut, bytes: &[u8]) {
+    // Bodies are bounded by the policy's limit; an entry over 4 GiB is never built.
+    out.put_u32(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+    out.put_slice(bytes);
+}
+
+struct Reader(Bytes);
+
+impl Reader {
+    fn need(&self, n: usize) -> Result<(), EntryError> {
+        if self.0.len() < n {
+            Err(EntryError::Corrupt("truncated"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn u16(&mut self) -> Result<u16, EntryError> {
+        self.need(2)?;
+        Ok(self.0.get_u16())
+    }
+
+    fn u64(&mut self) -> Result<u64, EntryError> {
+        self.need(8)?;
+        Ok(self.0.get_u64())
+    }
+
+    fn take(&mut self, n: usize) -> Result<Bytes, EntryError> {
+        self.need(n)?;
+        Ok(self.0.split_to(n))
+    }
+
+    fn u32_prefixed(&mut self) -> Result<Bytes, EntryError> {
+        self.need(4)?;
+        let len = self.0.get_u32() as usize;
+        self.take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("b"));
+        Entry {
+            status: StatusCode::OK,
+            headers,
+            body: Bytes::from_static(br#"{"home":0.5}"#),
+            stored_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            ttl: Duration::from_secs(60),
+            identity: Bytes::from_static(b"/matches/1"),
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let entry = sample();
+        assert_eq!(Entry::decode(entry.encode()), Ok(entry));
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_an_error() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(
+                Entry::decode(bytes.slice(..len)).is_err(),
+                "truncated to {len}"
+            );
+        }
+        let mut longer = BytesMut::from(&bytes[..]);
+        longer.put_u8(0);
+        assert_eq!(
+            Entry::decode(longer.freeze()),
+            Err(EntryError::Corrupt("trailing bytes"))
+        );
+    }
+
+    #[test]
+    fn foreign_and_future_bytes_are_refused() {
+        assert_eq!(
+            Entry::decode(Bytes::from_static(b"hello world")),
+            Err(EntryError::Foreign)
+        );
+        let mut future = BytesMut::from(&sample().encode()[..]);
+        future[3] = 2;
+        assert_eq!(
+            Entry::decode(future.freeze()),
+            Err(EntryError::UnknownVersion(2))
+        );
+    }
+
+    #[test]
+    fn invalid_fields_are_refused() {
+        let mut entry = sample().encode().to_vec();
+        // status lives after magic (4) + stored_at (8) + ttl (8)
+        entry[20..22].copy_from_slice(&1000u16.to_be_bytes());
+        assert_eq!(
+            Entry::decode(entry.into()),
+            Err(EntryError::Corrupt("status"))
+        );
+    }
+
+    #[test]
+    fn remaining_ttl_counts_down() {
+        let entry = sample();
+        let later = entry.stored_at + Duration::from_secs(15);
+        assert_eq!(entry.age(later), Duration::from_secs(15));
+        assert_eq!(entry.remaining_ttl(later), Duration::from_secs(45));
+        assert_eq!(
+            entry.remaining_ttl(later + Duration::from_secs(100)),
+            Duration::ZERO
+        );
+    }
+}

@@ -1,0 +1,101 @@
+//! Tower middleware that caches HTTP responses in Redis, for axum and hyper.
+//!
+//! [`CacheLayer`] derives a canonical key from each request — path entity, RFC 8785 canonical JSON
+//! body, allow-listed query parameters and headers — serves hits straight from the store, forwards
+//! misses to the inner service and writes storable responses back with a TTL, without delaying
+//! them. Redis (standalone, Cluster, Sentinel, TLS) is reached through [`RedisStore`] on `fred`;
+//! [`MemoryStore`] is an in-process fallback.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{body::Body, http::{Request, Method}, routing::post, Router};
+//! use tower::ServiceExt;
+//! use tower_redis_cache::{CacheLayer, Entity, KeyFactory, MemoryStore, Policy};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // In production: RedisStore::connect("redis://127.0.0.1:6379").await?
+//! let cache = CacheLayer::new(MemoryStore::new(10_000), KeyFactory::new("monps", "prod", "v1"));
+//!
+//! let app = Router::new().route(
+//!     "/matches/{id}/prediction",
+//!     post(|body: String| async move { format!("prediction for {body}") }).route_layer(
+//!         cache.policy(
+//!             Policy::new("pred")
+//!                 .ttl(Duration::from_secs(300))
+//!                 .methods([Method::POST])
+//!                 .entity(Entity::path_segment(1).prefix("m_")),
+//!         ),
+//!     ),
+//! );
+//!
+//! let request = |body: &'static str| {
+//!     Request::post("/matches/12345/prediction").body(Body::from(body)).unwrap()
+//! };
+//! let first = app.clone().oneshot(request(r#"{"risk":"high","model":"v2"}"#)).await.unwrap();
+//! assert!(first.headers()["cache-status"].to_str().unwrap().contains("fwd=uri-miss"));
+//! // The response is stored once its body has been read to the end.
+//! axum::body::to_bytes(first.into_body(), usize::MAX).await.unwrap();
+//! # for _ in 0..1000 { if cache.stats().writes > 0 { break } tokio::task::yield_now().await; }
+//! // Same config, other member order: served from the cache.
+//! let second = app.oneshot(request(r#"{"model":"v2","risk":"high"}"#)).await.unwrap();
+//! assert!(second.headers()["cache-status"].to_str().unwrap().contains("; hit"));
+//! # }
+//! ```
+//!
+//! # The request path
+//!
+//! 1. **Policy.** A method the route does not cache passes through untouched. A request carrying
+//!    an input the key would not cover (`Authorization`, `Cookie`, an unlisted query parameter, a
+//!    body over the limit or of unknown size, no entity) is forwarded with
+//!    `Cache-Status: …; fwd=bypass`.
+//! 2. **Key.** `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}` — see [`KeyFactory`] and
+//!    [`Variant`]. The body is read once (bounded) and handed to the inner service intact.
+//! 3. **Lookup**, bounded by the lookup timeout. A hit is rebuilt with its status, headers and
+//!    body plus `Age` and `Cache-Status: …; hit; ttl=N`. An entry is served only to the exact
+//!    request inputs it was stored for, so hash collisions cannot serve a wrong variant. A store
+//!    that is slow, down or returns garbage is a miss (`fwd=miss; detail=…`), never an error.
+//! 4. **Miss.** The inner response streams to the client; if storable it is recorded and written
+//!    back in the background with the route's TTL, with a bounded number of writes in flight.
+//!
+//! # What is never stored
+//!
+//! Responses with `Set-Cookie`, `Cache-Control: private | no-store | no-cache`, `Vary: *` or a
+//! `Vary` on a header the route does not key, a status the policy does not list, a body over the
+//! limit, trailers, or a body that failed or was abandoned before its end. `HEAD` requests are
+//! answered from `GET` entries and never stored. A client's `Cache-Control: no-cache` does not
+//! bypass the cache (that would let any client defeat it).
+//!
+//! # Feature flags
+//!
+//! - `tls` (default): `rediss://` URLs, through rustls.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+
+mod body;
+mod entry;
+mod future;
+mod key;
+mod layer;
+mod policy;
+mod service;
+mod stats;
+mod status;
+mod storable;
+mod store;
+mod write_back;
+
+pub use body::ResponseBody;
+pub use entry::{Entry, EntryError};
+pub use future::ResponseFuture;
+pub use key::{CacheKey, Entity, KeyFactory, Variant, MAX_ENTITY_LEN};
+pub use layer::CacheLayer;
+pub use policy::Policy;
+pub use service::Cache;
+pub use stats::CacheStats;
+pub use store::{
+    MemoryStore, RedisStore, RedisStoreBuilder, Store, StoreError, StoreErrorKind, StoreFuture,
+};

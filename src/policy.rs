@@ -1,0 +1,152 @@
+//! Per-route caching policy: namespace, TTL, methods, entity, what varies, limits.
+
+use crate::key::Entity;
+use http::{HeaderName, Method, StatusCode};
+use std::time::Duration;
+
+/// What a route caches and how: its namespace and TTL, the methods it caches, where its entity
+/// comes from, which request inputs vary the response, and its size limits.
+///
+/// Defaults: TTL 60 s; `GET` (and `HEAD`, served from `GET` entries); [`Entity::none`]; only
+/// status 200 stored; request bodies keyed up to 64 KiB; responses stored up to 1 MiB.
+///
+/// Requests carrying an input the policy does not key are not cached: `Authorization` or
+/// `Cookie` unless listed in [`vary_headers`](Self::vary_headers), and query parameters listed
+/// in neither [`vary_query`](Self::vary_query) nor [`ignore_query`](Self::ignore_query).
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Method;
+/// use tower_redis_cache::{Entity, Policy};
+///
+/// let prediction = Policy::new("pred")
+///     .ttl(Duration::from_secs(300))
+///     .methods([Method::POST])
+///     .entity(Entity::path_segment(1).prefix("m_"))
+///     .vary_query(["lang"]);
+/// # let _ = prediction;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub(crate) namespace: String,
+    pub(crate) ttl: Duration,
+    pub(crate) methods: Vec<Method>,
+    pub(crate) entity: Entity,
+    pub(crate) vary_query: Vec<String>,
+    pub(crate) ignore_query: Vec<String>,
+    pub(crate) vary_headers: Vec<HeaderName>,
+    pub(crate) statuses: Vec<StatusCode>,
+    pub(crate) max_request_body: usize,
+    pub(crate) max_response_body: usize,
+}
+
+impl Policy {
+    /// Creates the default policy for routes in `namespace`.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            ttl: Duration::from_secs(60),
+            methods: vec![Method::GET],
+            entity: Entity::none(),
+            vary_query: Vec::new(),
+            ignore_query: Vec::new(),
+            vary_headers: Vec::new(),
+            statuses: vec![StatusCode::OK],
+            max_request_body: 64 * 1024,
+            max_response_body: 1024 * 1024,
+        }
+    }
+
+    /// How long entries live in the store (rounded up to whole milliseconds, at least 1 ms).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The methods whose responses are cached; `HEAD` is served from `GET` entries whenever `GET`
+    /// is listed. Listing more than one method puts the method into the key.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = methods.into_iter().filter(|m| m != Method::HEAD).collect();
+        self.methods.dedup();
+        self
+    }
+
+    /// Where the entity comes from.
+    pub fn entity(mut self, entity: Entity) -> Self {
+        self.entity = entity;
+        self
+    }
+
+    /// Query parameters (matched by their raw name) whose values vary the response.
+    pub fn vary_query<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.vary_query = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Query parameters that never change the response (tracking tags and the like). Any
+    /// parameter in neither list makes the request bypass the cache.
+    pub fn ignore_query<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: Into<String>,
+    {
+        self.ignore_query = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Request headers whose values vary the response. Listing `Authorization` or `Cookie` keys
+    /// each credential separately and lets such requests be cached.
+    pub fn vary_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.vary_headers = names.into_iter().collect();
+        self.vary_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        self.vary_headers.dedup();
+        self
+    }
+
+    /// Response statuses that may be stored (default: 200 only).
+    pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// The largest request body read to key a request; a larger (or unsized) body bypasses the
+    /// cache and reaches the inner service untouched.
+    pub fn max_request_body(mut self, bytes: usize) -> Self {
+        self.max_request_body = bytes;
+        self
+    }
+
+    /// The largest response body stored; a larger one still reaches the client intact.
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_response_body = bytes;
+        self
+    }
+
+    /// The namespace of this route.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Whether `method` is looked up, and with which method its entry was stored.
+    pub(crate) fn lookup_method<'a>(&self, method: &'a Method) -> Option<&'a Method> {
+        let stored_as = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.methods.contains(stored_as).then_some(stored_as)
+    }
+
+    /// Whether the method is part of the key (more than one method is cached).
+    pub(crate) fn keys_method(&self) -> bool {
+        self.methods.len() > 1
+    }
+
+    pub(crate) fn varies_on_header(&self, name: &HeaderName) -> bool {
+        self.vary_headers.contains(name)
+    }
+}

@@ -1,0 +1,56 @@
+//! Counters of what the cache did, shared by every route of one [`CacheLayer`](crate::CacheLayer).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of the cache's counters since the layer was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Requests answered from the store.
+    pub hits: u64,
+    /// Requests looked up and forwarded: no entry, another variant's entry, or a store failure.
+    pub misses: u64,
+    /// Requests on a cached route forwarded without a lookup (credentials, unkeyed input, size).
+    pub bypasses: u64,
+    /// Lookups that failed or timed out (each also counted as a miss).
+    pub lookup_errors: u64,
+    /// Entries found unreadable (foreign, corrupt, other version); each also a miss.
+    pub bad_entries: u64,
+    /// Entries written to the store.
+    pub writes: u64,
+    /// Write-backs that failed or timed out.
+    pub write_errors: u64,
+    /// Storable responses not written because the in-flight write limit was reached.
+    pub writes_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) bypasses: AtomicU64,
+    pub(crate) lookup_errors: AtomicU64,
+    pub(crate) bad_entries: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) write_errors: AtomicU64,
+    pub(crate) writes_dropped: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            bypasses: self.bypasses.load(Relaxed),
+            lookup_errors: self.lookup_errors.load(Relaxed),
+            bad_entries: self.bad_entries.load(Relaxed),
+            writes: self.writes.load(Relaxed),
+            write_errors: self.write_errors.load(Relaxed),
+            writes_dropped: self.writes_dropped.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The RFC 9211 `Cache-Status` response header.
+
+use http::HeaderValue;
+
+/// The header's name.
+pub(crate) const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
+
+/// What the cache did with one request, as RFC 9211 reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CacheStatus {
+    /// Served from the store; `ttl` is the entry's remaining freshness in seconds.
+    Hit { ttl: u64 },
+    /// Forwarded to the inner service.
+    Forward {
+        fwd: Fwd,
+        stored: bool,
+        detail: Option<&'static str>,
+    },
+}
+
+/// The `fwd` parameter: why the request went to the inner service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fwd {
+    /// The cache was not used for this request.
+    Bypass,
+    /// No entry for the key.
+    UriMiss,
+    /// An entry for the key that answers another request (its identity differs).
+    VaryMiss,
+    /// The store failed or did not answer in time; treated as a miss.
+    Miss,
+}
+
+impl CacheStatus {
+    pub(crate) fn forward(fwd: Fwd) -> Self {
+        CacheStatus::Forward {
+            fwd,
+            stored: false,
+            detail: None,
+        }
+    }
+
+    pub(crate) fn with_detail(self, detail: &'static str) -> Self {
+        match self {
+            CacheStatus::Forward { fwd, stored, .. } => CacheStatus::Forward {
+                fwd,
+                stored,
+                detail: Some(detail),
+            },
+            hit => hit,
+        }
+    }
+
+    pub(crate) fn stored(self) -> Self {
+        match self {
+            CacheStatus::Forward { fwd, detail, .. } => CacheStatus::Forward {
+                fwd,
+                stored: true,
+                detail,
+            },
+            hit => hit,
+        }
+    }
+
+    /// The header value for a cache called `name` (an RFC 8941 token).
+    pub(crate) fn header_value(self, name: &str) -> HeaderValue {
+        let value = match self {
+            CacheStatus::Hit { ttl } => format!("{name}; hit; ttl={ttl}"),
+            CacheStatus::Forward {
+                fwd,
+                stored,
+                detail,
+            } => {
+                let fwd = match fwd {
+                    Fwd::Bypass => "bypass",
+                    Fwd::UriMiss => "uri-miss",
+                    Fwd::VaryMiss => "vary-miss",
+                    Fwd::Miss => "miss",
+                };
+                let mut value = format!("{name}; fwd={fwd}");
+                if stored {
+                    value.push_str("; stored");
+                }
+                if let Some(detail) = detail {
+                    value.push_str("; detail=");
+                    value.push_str(detail);
+                }
+                value
+            }
+        };
+        // `name` is checked to be a token when the layer is built; details are tokens.
+        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("cache"))
+    }
+}
+
+/// Whether `name` is an RFC 8941 token, and so usable as the cache's name in the header.
+pub(crate) fn is_token(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'*')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b":/!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc9211_values() {
+        let name = "tower-redis-cache";
+        assert_eq!(
+            CacheStatus::Hit { ttl: 42 }.header_value(name),
+            "tower-redis-cache; hit; ttl=42"
+        );
+        assert_eq!(
+            CacheStatus::forward(Fwd::UriMiss)
+                .stored()
+                .header_value(name),
+            "tower-redis-cache; fwd=uri-miss; stored"
+        );
+        assert_eq!(
+            CacheStatus::forward(Fwd::Miss)
+                .with_detail("store-timeout")
+                .header_value(name),
+            "tower-redis-cache; fwd=miss; detail=store-timeout"
+        );
+        assert_eq!(
+            CacheStatus::forward(Fwd::Bypass).header_value(name),
+            "tower-redis-cache; fwd=bypass"
+        );
+    }
+
+    #[test]
+    fn names_must_be_tokens() {
+        assert!(is_token("tower-redis-cache"));
+        assert!(is_token("monps"));
+        assert!(!is_token("two words"));
+        assert!(!is_token("1abc"));
+        assert!(!is_token(""));
+    }
+}

@@ -1,0 +1,81 @@
+//! Where entries live: the [`Store`] trait, the Redis store and the in-process store.
+
+mod memory;
+mod redis;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+
+use bytes::Bytes;
+use std::{fmt, future::Future, pin::Pin, time::Duration};
+
+/// The future a [`Store`] returns.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
+
+/// A key-value store with expiry that holds encoded entries.
+///
+/// Implementations must be cheap to call concurrently; the cache bounds every call it waits
+/// for with its own lookup timeout, and treats every error as a miss.
+pub trait Store: Send + Sync + 'static {
+    /// Reads the value under `key`; `Ok(None)` when there is none.
+    fn get(&self, key: &str) -> StoreFuture<Option<Bytes>>;
+
+    /// Writes `value` under `key`, to expire after `ttl`.
+    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()>;
+
+    /// Removes `key`; `Ok(true)` when it existed.
+    fn delete(&self, key: &str) -> StoreFuture<bool>;
+}
+
+/// Why a store call failed.
+#[derive(Clone, Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+    message: String,
+}
+
+/// The kind of a [`StoreError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreErrorKind {
+    /// The call did not finish in time.
+    Timeout,
+    /// The store could not be reached, or refused the connection.
+    Unavailable,
+    /// The store answered with an error (out of memory, wrong type, ...).
+    Rejected,
+    /// The store was configured wrongly (bad URL, bad TLS files, ...).
+    Config,
+}
+
+impl StoreError {
+    /// Creates an error of `kind`. `message` must not contain credentials.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// The RFC 9211 `detail` token for this failure.
+    pub(crate) fn detail(&self) -> &'static str {
+        match self.kind {
+            StoreErrorKind::Timeout => "store-timeout",
+            StoreErrorKind::Unavailable => "store-unavailable",
+            StoreErrorKind::Rejected | StoreErrorKind::Config => "store-error",
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}

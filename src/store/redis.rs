@@ -1,0 +1,273 @@
+//! The Redis store, on `fred`: standalone, Cluster, Sentinel and TLS from one URL.
+
+use super::{Store, StoreError, StoreErrorKind, StoreFuture};
+use bytes::Bytes;
+use fred::{
+    clients::Pool,
+    error::{Error as FredError, ErrorKind},
+    interfaces::{ClientLike, KeysInterface},
+    types::{
+        config::{Config, ReconnectPolicy, ServerConfig},
+        Builder, Expiration,
+    },
+};
+use std::{fmt, time::Duration};
+
+/// A [`Store`] on Redis (standalone or Cluster) through a small pool of `fred` clients.
+///
+/// Always configured so that no call waits forever: a command timeout (fred otherwise waits for
+/// a reconnect without limit), a connection timeout, an unresponsive-connection check and a
+/// reconnect policy that never gives up. Values travel as [`Bytes`] both ways.
+///
+/// URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS, with the `tls`
+/// feature), `redis-cluster://[[user]:password@]host:port?node=host:port&node=…`,
+/// `redis-sentinel://…`. Credentials never appear in this type's `Debug` output or errors.
+///
+/// ```no_run
+/// use tower_redis_cache::RedisStore;
+///
+/// # async fn run() -> Result<(), tower_redis_cache::StoreError> {
+/// // Waits for the first connection (bounded by the connection timeout).
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// // Or: connect in the background and treat Redis as down until it answers.
+/// let store = RedisStore::builder("redis-cluster://127.0.0.1:7001?node=127.0.0.1:7002").build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    description: String,
+}
+
+/// Builder for [`RedisStore`]: timeouts, pool size and reconnect pacing.
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    url: String,
+    command_timeout: Duration,
+    connection_timeout: Duration,
+    pool_size: usize,
+}
+
+impl RedisStore {
+    /// Starts building a store for `url`.
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.into(),
+            command_timeout: Duration::from_secs(1),
+            connection_timeout: Duration::from_secs(2),
+            pool_size: 2,
+        }
+    }
+
+    /// Connects to `url` with the default settings and waits for the first connection.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder(url).connect().await
+    }
+
+    /// The `fred` pool, for commands of your own (invalidation, inspection).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The longest any command may take, including waiting for a reconnect (default 1 s).
+    ///
+    /// Lookups on the request path are bounded more tightly by the layer's lookup timeout;
+    /// this bounds everything else, such as write-backs.
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// The longest a connection attempt (TCP, TLS and handshake) may take (default 2 s).
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// How many connections (per server) share the load (default 2).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Builds the store and connects in the background; commands fail fast (and the cache
+    /// serves misses) until Redis answers. Fails only on an invalid URL.
+    ///
+    /// Must be called within a Tokio runtime (it spawns the connection tasks).
+    pub fn build(self) -> Result<RedisStore, StoreError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(StoreError::new(
+                StoreErrorKind::Config,
+                "RedisStoreBuilder::build must be called within a Tokio runtime",
+            ));
+        }
+        let store = self.build_pool()?;
+        store.pool.connect_pool();
+        Ok(store)
+    }
+
+    /// Builds the store and waits for its first connection, at most the connection timeout.
+    pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        let timeout = self.connection_timeout;
+        let store = self.build_pool()?;
+        store.pool.connect_pool();
+        match tokio::time::timeout(timeout, store.pool.wait_for_connect()).await {
+            Ok(Ok(())) => Ok(store),
+            Ok(Err(error)) => {
+                let _ = store.pool.quit().await;
+                Err(map_error(&error))
+            }
+            Err(_) => {
+                // Stops the reconnect loop of a store nobody will use.
+                let _ = tokio::time::timeout(timeout, store.pool.quit()).await;
+                Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!("no connection to {} within {timeout:?}", store.description),
+                ))
+            }
+        }
+    }
+
+    fn build_pool(self) -> Result<RedisStore, StoreError> {
+        let config = Config::from_url(&self.url).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Config,
+                format!("invalid Redis URL ({:?})", e.kind()),
+            )
+        })?;
+        let description = describe(&config);
+        let pool = Builder::from_config(config)
+            .with_connection_config(|c| {
+                c.connection_timeout = self.connection_timeout;
+                c.internal_command_timeout = self.connection_timeout;
+                c.max_command_attempts = 2;
+                c.tcp.nodelay = Some(true);
+                c.unresponsive.max_timeout =
+                    Some(self.command_timeout.max(Duration::from_millis(200)) * 2);
+                c.unresponsive.interval = self.command_timeout.max(Duration::from_millis(100)) / 2;
+            })
+            .with_performance_config(|p| p.default_command_timeout = self.command_timeout)
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build_pool(self.pool_size)
+            .map_err(|e| map_error(&e))?;
+        Ok(RedisStore { pool, description })
+    }
+}
+
+/// Where the store connects, without credentials.
+fn describe(config: &Config) -> String {
+    let kind = match config.server {
+        ServerConfig::Centralized { .. } => "redis",
+        ServerConfig::Clustered { .. } => "redis-cluster",
+        ServerConfig::Sentinel { .. } => "redis-sentinel",
+    };
+    let hosts: Vec<String> = config
+        .server
+        .hosts()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    format!("{kind}://{}", hosts.join(","))
+}
+
+fn map_error(error: &FredError) -> StoreError {
+    let kind = match error.kind() {
+        ErrorKind::Timeout => StoreErrorKind::Timeout,
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure | ErrorKind::Tls => {
+            StoreErrorKind::Unavailable
+        }
+        ErrorKind::Config | ErrorKind::Url => StoreErrorKind::Config,
+        _ => StoreErrorKind::Rejected,
+    };
+    StoreError::new(kind, format!("{:?}: {}", error.kind(), error.details()))
+}
+
+impl Store for RedisStore {
+    fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+        let client = self.pool.next_connected().clone();
+        let key = key.to_owned();
+        Box::pin(async move { client.get(key).await.map_err(|e| map_error(&e)) })
+    }
+
+    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
+        let client = self.pool.next_connected().clone();
+        let key = key.to_owned();
+        let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        Box::pin(async move {
+            client
+                .set::<(), _, _>(key, value, Some(Expiration::PX(millis)), None, false)
+                .await
+                .map_err(|e| map_error(&e))
+        })
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<bool> {
+        let client = self.pool.next_connected().clone();
+        let key = key.to_owned();
+        Box::pin(async move {
+            client
+                .del::<i64, _>(key)
+                .await
+                .map(|n| n > 0)
+                .map_err(|e| map_error(&e))
+        })
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", &self.description)
+            .field("pool_size", &self.pool.size())
+            .finish()
+    }
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = Config::from_url(&self.url)
+            .map(|c| describe(&c))
+            .unwrap_or_else(|_| "<invalid URL>".to_owned());
+        f.debug_struct("RedisStoreBuilder")
+            .field("server", &server)
+            .field("command_timeout", &self.command_timeout)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_outside_a_runtime_is_an_error_not_a_panic() {
+        let error = RedisStore::builder("redis://127.0.0.1:1")
+            .build()
+            .unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Config);
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let builder = RedisStore::builder("redis://alice:s3cret-pw@127.0.0.1:6390/0");
+        let debug = format!("{builder:?}");
+        assert!(
+            !debug.contains("s3cret-pw") && !debug.contains("alice"),
+            "{debug}"
+        );
+        assert!(debug.contains("127.0.0.1:6390"), "{debug}");
+    }
+
+    #[test]
+    fn invalid_url_is_a_config_error_without_the_url() {
+        let error = RedisStore::builder("notredis://u:s3cret@h")
+            .build()
+            .unwrap_err();
+        assert_eq!(error.kind(), StoreErrorKind::Config);
+        assert!(!error.to_string().contains("s3cret"));
+    }
+}

@@ -1,0 +1,290 @@
+//! [`RedisCluster`]: three real `redis-server` masters (no replicas) formed into a Redis Cluster
+//! without `redis-cli`: each node gets a third of the slots with `CLUSTER ADDSLOTSRANGE`
+//! (Redis ≥ 7.0), a distinct config epoch, then node 0 `CLUSTER MEET`s the others and the
+//! harness waits (bounded) until every node reports `cluster_state:ok` and sees three masters.
+//!
+//! Also [`key_slot`]: Redis' CRC16 (XMODEM) key → slot mapping with `{hash tag}` rules.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::resp::Reply;
+use super::server::{percent_encode, PortChoice, RedisServer};
+
+/// Number of hash slots in Redis Cluster.
+pub const SLOTS: u16 = 16384;
+/// How long the cluster may take to converge before the test panics.
+pub const CLUSTER_TIMEOUT: Duration = Duration::from_secs(20);
+/// The slot ranges given to nodes 0, 1 and 2 (the same split `redis-cli --cluster create` makes).
+pub const SLOT_RANGES: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 16383)];
+
+/// A running three-master cluster on loopback. Nodes are killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    password: Option<String>,
+}
+
+/// Builder for a [`RedisCluster`] with extra per-node arguments and/or a password.
+#[derive(Default)]
+pub struct RedisClusterBuilder {
+    args: Vec<String>,
+    password: Option<String>,
+}
+
+impl RedisClusterBuilder {
+    /// Appends one extra `redis-server` argument for every node.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// `--requirepass` (and `--masterauth`) on every node.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Starts the three nodes, forms the cluster and waits until it is healthy.
+    pub fn start(self) -> RedisCluster {
+        let nodes: Vec<RedisServer> = SLOT_RANGES
+            .iter()
+            .map(|_| {
+                let mut builder = RedisServer::builder()
+                    .port_choice(PortChoice::ClusterPair)
+                    .args(["--cluster-enabled", "yes"])
+                    .args(["--cluster-config-file", "nodes.conf"])
+                    .args(["--cluster-node-timeout", "2000"])
+                    .args(self.args.iter().cloned());
+                if let Some(pw) = &self.password {
+                    builder = builder.args(["--masterauth", pw]).password(pw.clone());
+                }
+                builder.start()
+            })
+            .collect();
+
+        for (i, (node, (lo, hi))) in nodes.iter().zip(SLOT_RANGES).enumerate() {
+            let epoch = (i + 1).to_string();
+            expect_ok(node, &["CLUSTER", "SET-CONFIG-EPOCH", &epoch]);
+            expect_ok(
+                node,
+                &["CLUSTER", "ADDSLOTSRANGE", &lo.to_string(), &hi.to_string()],
+            );
+        }
+        for other in &nodes[1..] {
+            expect_ok(
+                &nodes[0],
+                &["CLUSTER", "MEET", "127.0.0.1", &other.port().to_string()],
+            );
+        }
+        let cluster = RedisCluster {
+            nodes,
+            password: self.password,
+        };
+        cluster.wait_healthy();
+        cluster
+    }
+}
+
+fn expect_ok(node: &RedisServer, args: &[&str]) {
+    let reply = node.query(args);
+    assert_eq!(
+        reply,
+        Reply::Simple("OK".into()),
+        "{args:?} on port {}",
+        node.port()
+    );
+}
+
+impl RedisCluster {
+    /// Starts a plain three-master cluster.
+    pub fn start() -> RedisCluster {
+        RedisCluster::builder().start()
+    }
+
+    /// A builder for extra arguments and a password.
+    pub fn builder() -> RedisClusterBuilder {
+        RedisClusterBuilder::default()
+    }
+
+    /// Waits (up to [`CLUSTER_TIMEOUT`]) until every running node reports `cluster_state:ok`, all
+    /// 16384 slots ok, and knows exactly three healthy masters that all own slots. Panics with
+    /// every node's `CLUSTER INFO` / `CLUSTER NODES` otherwise. Call again after restarting a node.
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        while !self.nodes.iter().all(node_healthy) {
+            if Instant::now() > deadline {
+                let state: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let probe = |args: &[&str]| match n.try_query(args, Duration::from_secs(1))
+                        {
+                            Ok(reply) => reply.text(),
+                            Err(e) => format!("<{e}>"),
+                        };
+                        format!(
+                            "node :{}\n{}\n{}",
+                            n.port(),
+                            probe(&["CLUSTER", "INFO"]),
+                            probe(&["CLUSTER", "NODES"])
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "cluster not healthy within {CLUSTER_TIMEOUT:?}:\n{}",
+                    state.join("\n")
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `redis-cluster://127.0.0.1:P1?node=127.0.0.1:P2&node=127.0.0.1:P3` (fred's URL form), with
+    /// `:PASSWORD@` when a password is set.
+    pub fn url(&self) -> String {
+        let auth = self
+            .password
+            .as_deref()
+            .map(|pw| format!(":{}@", percent_encode(pw)))
+            .unwrap_or_default();
+        let others: Vec<String> = self.nodes[1..]
+            .iter()
+            .map(|n| format!("node=127.0.0.1:{}", n.port()))
+            .collect();
+        format!(
+            "redis-cluster://{auth}127.0.0.1:{}?{}",
+            self.nodes[0].port(),
+            others.join("&")
+        )
+    }
+
+    /// The nodes; node `i` owns [`SLOT_RANGES`]`[i]`.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+
+    /// Mutable nodes, to [`RedisServer::kill`] / [`RedisServer::restart`] / pause one.
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
+    }
+
+    /// The node ports, in node order.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+
+    /// The password, if any.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Index of the node that owns `key`'s slot.
+    pub fn node_for_key(&self, key: impl AsRef<[u8]>) -> usize {
+        node_for_slot(key_slot(key))
+    }
+
+    /// The node that owns `key`'s slot.
+    pub fn server_for_key(&self, key: impl AsRef<[u8]>) -> &RedisServer {
+        &self.nodes[self.node_for_key(key)]
+    }
+
+    /// Keys matching `pattern` on all nodes (SCAN on each), sorted.
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self.nodes.iter().flat_map(|n| n.keys(pattern)).collect();
+        keys.sort();
+        keys
+    }
+
+    /// `GET key` on the owning node.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.server_for_key(key).get(key)
+    }
+
+    /// `SET key bytes` on the owning node.
+    pub fn set_raw(&self, key: &str, value: &[u8]) {
+        self.server_for_key(key).set_raw(key, value)
+    }
+
+    /// `PTTL key` on the owning node.
+    pub fn ttl_ms(&self, key: &str) -> i64 {
+        self.server_for_key(key).ttl_ms(key)
+    }
+
+    /// `FLUSHALL` on every node.
+    pub fn flushall(&self) {
+        self.nodes.iter().for_each(RedisServer::flushall);
+    }
+}
+
+/// Whether one node (if reachable) reports a healthy three-master cluster.
+fn node_healthy(node: &RedisServer) -> bool {
+    let timeout = Duration::from_secs(1);
+    let Ok(info) = node.try_query(&["CLUSTER", "INFO"], timeout) else {
+        return false;
+    };
+    let info = info.text();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if field("cluster_state") != Some("ok") || field("cluster_slots_ok") != Some("16384") {
+        return false;
+    }
+    let Ok(nodes) = node.try_query(&["CLUSTER", "NODES"], timeout) else {
+        return false;
+    };
+    let healthy_masters_with_slots = nodes
+        .text()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2).copied().unwrap_or("");
+            let flagged = |f: &str| flags.split(',').any(|x| x == f);
+            flagged("master")
+                && !["fail", "fail?", "handshake", "noaddr"]
+                    .iter()
+                    .any(|f| flagged(f))
+                && fields.get(7) == Some(&"connected")
+                && fields.len() > 8
+        })
+        .count();
+    healthy_masters_with_slots == 3
+}
+
+/// The node index owning `slot` under [`SLOT_RANGES`].
+pub fn node_for_slot(slot: u16) -> usize {
+    SLOT_RANGES
+        .iter()
+        .position(|&(lo, hi)| (lo..=hi).contains(&slot))
+        .unwrap_or_else(|| panic!("slot {slot} out of range"))
+}
+
+/// The Redis Cluster hash slot of `key`: CRC16-XMODEM of the key (or of the first non-empty
+/// `{hash tag}`) modulo 16384.
+pub fn key_slot(key: impl AsRef<[u8]>) -> u16 {
+    let key = key.as_ref();
+    let hashed = match key.iter().position(|&b| b == b'{') {
+        Some(open) => match key[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+            _ => key,
+        },
+        None => key,
+    };
+    crc16_xmodem(hashed) % SLOTS
+}
+
+/// CRC16-CCITT in the XMODEM variant (polynomial 0x1021, initial value 0), as in Redis' `crc16.c`.
+pub fn crc16_xmodem(data: &[u8]) -> u16 {
+    data.iter().fold(0u16, |mut crc, &byte| {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+        crc
+    })
+}
