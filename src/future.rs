@@ -2,6 +2,7 @@
 
 use crate::{
     body::ResponseBody,
+    breaker::Admission,
     entry::Entry,
     key::CacheKey,
     layer::Shared,
@@ -74,6 +75,7 @@ pin_project! {
 /// A request whose key is known, waiting for its lookup.
 struct Pending<S, ReqBody> {
     lookup: Lookup<S>,
+    admission: Admission,
     request: Request<ReqBody>,
     key: CacheKey,
     identity: Bytes,
@@ -149,6 +151,7 @@ impl<S, ReqBody> State<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
+    /// Starts the lookup, unless the circuit breaker says to skip the store.
     fn lookup(
         mut lookup: Lookup<S>,
         parts: request::Parts,
@@ -156,16 +159,51 @@ where
         body_bytes: &[u8],
     ) -> Self {
         let (key, identity) = lookup.key(&parts, body_bytes);
-        let store_lookup = lookup.shared.store.get(key.as_str());
-        let deadline = tokio::time::sleep(lookup.shared.lookup_timeout);
+        let admission = lookup.shared.breaker.admit();
+        let pending = Pending {
+            admission,
+            request: Request::from_parts(parts, body),
+            key,
+            identity,
+            lookup,
+        };
+        if admission == Admission::Denied {
+            let counters = &pending.lookup.shared.counters;
+            Counters::bump(&counters.misses);
+            Counters::bump(&counters.circuit_open);
+            let status = CacheStatus::forward(Fwd::Miss).with_detail("circuit-open");
+            return Self::forward(pending, status);
+        }
         State::Lookup {
-            lookup: store_lookup,
-            deadline,
-            pending: Some(Pending {
-                lookup,
-                request: Request::from_parts(parts, body),
-                key,
-                identity,
+            lookup: pending.lookup.shared.store.get(pending.key.as_str()),
+            deadline: tokio::time::sleep(pending.lookup.shared.lookup_timeout),
+            pending: Some(pending),
+        }
+    }
+
+    /// Calls the inner service for a looked-up request that was not a hit.
+    fn forward(pending: Pending<S, ReqBody>, status: CacheStatus) -> Self {
+        let Pending {
+            mut lookup,
+            request,
+            key,
+            identity,
+            ..
+        } = pending;
+        let plan = (request.method() != Method::HEAD).then(|| WritePlan {
+            shared: lookup.shared.clone(),
+            key,
+            identity,
+            ttl: lookup.policy.ttl,
+            max_body: lookup.policy.max_response_body,
+        });
+        State::Forward {
+            future: lookup.service.call(request),
+            forward: Some(Forward {
+                shared: lookup.shared,
+                policy: Some(lookup.policy),
+                status,
+                plan,
             }),
         }
     }
@@ -254,34 +292,16 @@ where
                         }
                     };
                     let pending = pending.take().expect("polled after completion");
+                    let breaker = &pending.lookup.shared.breaker;
+                    match &found {
+                        Ok(_) => breaker.on_success(),
+                        Err(_) => breaker.on_failure(pending.admission),
+                    }
                     let next = match decide(found, &pending) {
                         Decision::Hit(answer) => State::Answered {
                             answer: Some(answer),
                         },
-                        Decision::Forward(status) => {
-                            let Pending {
-                                mut lookup,
-                                request,
-                                key,
-                                identity,
-                            } = pending;
-                            let plan = (request.method() != Method::HEAD).then(|| WritePlan {
-                                shared: lookup.shared.clone(),
-                                key,
-                                identity,
-                                ttl: lookup.policy.ttl,
-                                max_body: lookup.policy.max_response_body,
-                            });
-                            State::Forward {
-                                future: lookup.service.call(request),
-                                forward: Some(Forward {
-                                    shared: lookup.shared,
-                                    policy: Some(lookup.policy),
-                                    status,
-                                    plan,
-                                }),
-                            }
-                        }
+                        Decision::Forward(status) => State::forward(pending, status),
                     };
                     this.state.set(next);
                 }

@@ -1,6 +1,7 @@
 //! [`CacheLayer`]: the builder users touch.
 
 use crate::{
+    breaker::CircuitBreaker,
     key::KeyFactory,
     policy::Policy,
     service::Cache,
@@ -49,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) lookup_timeout: Duration,
     pub(crate) max_pending_writes: usize,
     pub(crate) writes: Arc<Semaphore>,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+    pub(crate) breaker: CircuitBreaker,
     pub(crate) counters: Counters,
 }
 
@@ -61,21 +65,31 @@ impl std::fmt::Debug for dyn Store {
 impl CacheLayer {
     /// Creates a layer caching in `store`, with keys from `keys` and the default [`Policy`]
     /// (namespace `default`). Defaults: lookup timeout 50 ms, 1024 write-backs in flight,
-    /// cache name `tower-redis-cache` in `Cache-Status`.
+    /// circuit breaker opening after 5 consecutive lookup failures for 1 s, cache name
+    /// `tower-redis-cache` in `Cache-Status`.
     pub fn new(store: impl Store, keys: KeyFactory) -> Self {
         Self::from_shared_store(Arc::new(store), keys)
     }
 
     /// Like [`new`](Self::new), for a store already behind an `Arc` (chosen at run time).
     pub fn from_shared_store(store: Arc<dyn Store>, keys: KeyFactory) -> Self {
+        let lookup_timeout = Duration::from_millis(50);
+        let (breaker_threshold, breaker_cooldown) = (5, Duration::from_secs(1));
         Self {
             shared: Arc::new(Shared {
                 store,
                 keys,
                 name: "tower-redis-cache".to_owned(),
-                lookup_timeout: Duration::from_millis(50),
+                lookup_timeout,
                 max_pending_writes: 1024,
                 writes: Arc::new(Semaphore::new(1024)),
+                breaker_threshold,
+                breaker_cooldown,
+                breaker: CircuitBreaker::new(
+                    breaker_threshold,
+                    breaker_cooldown,
+                    lookup_timeout * 2,
+                ),
                 counters: Counters::default(),
             }),
             policy: Arc::new(Policy::new("default")),
@@ -103,6 +117,17 @@ impl CacheLayer {
         self.map_shared(|s| {
             s.max_pending_writes = writes;
             s.writes = Arc::new(Semaphore::new(writes));
+        })
+    }
+
+    /// Opens the circuit breaker after `failures` consecutive failed or timed-out lookups:
+    /// for `cooldown`, requests skip the store entirely (no round trip, no write-back, answered
+    /// by the inner service with `Cache-Status: …; fwd=miss; detail=circuit-open`), then one
+    /// request at a time probes it until one succeeds. Default: 5 failures, 1 s.
+    pub fn circuit_breaker(self, failures: u32, cooldown: Duration) -> Self {
+        self.map_shared(|s| {
+            s.breaker_threshold = failures;
+            s.breaker_cooldown = cooldown;
         })
     }
 
@@ -135,9 +160,18 @@ impl CacheLayer {
             lookup_timeout: s.lookup_timeout,
             max_pending_writes: s.max_pending_writes,
             writes: Arc::new(Semaphore::new(s.max_pending_writes)),
+            breaker_threshold: s.breaker_threshold,
+            breaker_cooldown: s.breaker_cooldown,
+            breaker: CircuitBreaker::new(s.breaker_threshold, s.breaker_cooldown, s.lookup_timeout),
             counters: Counters::default(),
         };
         change(&mut shared);
+        // Rebuilt from the final settings.
+        shared.breaker = CircuitBreaker::new(
+            shared.breaker_threshold,
+            shared.breaker_cooldown,
+            shared.lookup_timeout * 2,
+        );
         Self {
             shared: Arc::new(shared),
             policy: self.policy,

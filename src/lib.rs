@@ -76,6 +76,7 @@
 #![deny(unreachable_pub)]
 
 mod body;
+mod breaker;
 mod entry;
 mod future;
 mod key;

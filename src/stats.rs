@@ -14,13 +14,16 @@ pub struct CacheStats {
     pub bypasses: u64,
     /// Lookups that failed or timed out (each also counted as a miss).
     pub lookup_errors: u64,
+    /// Lookups skipped because the circuit breaker was open (each also a miss).
+    pub circuit_open: u64,
     /// Entries found unreadable (foreign, corrupt, other version); each also a miss.
     pub bad_entries: u64,
     /// Entries written to the store.
     pub writes: u64,
     /// Write-backs that failed or timed out.
     pub write_errors: u64,
-    /// Storable responses not written because the in-flight write limit was reached.
+    /// Storable responses not written: the in-flight write limit was reached, or the circuit
+    /// breaker was open.
     pub writes_dropped: u64,
 }
 
@@ -30,6 +33,7 @@ pub(crate) struct Counters {
     pub(crate) misses: AtomicU64,
     pub(crate) bypasses: AtomicU64,
     pub(crate) lookup_errors: AtomicU64,
+    pub(crate) circuit_open: AtomicU64,
     pub(crate) bad_entries: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) write_errors: AtomicU64,
@@ -47,6 +51,7 @@ impl Counters {
             misses: self.misses.load(Relaxed),
             bypasses: self.bypasses.load(Relaxed),
             lookup_errors: self.lookup_errors.load(Relaxed),
+            circuit_open: self.circuit_open.load(Relaxed),
             bad_entries: self.bad_entries.load(Relaxed),
             writes: self.writes.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),

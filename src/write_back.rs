@@ -37,9 +37,14 @@ pub(crate) struct WriteBack {
 }
 
 impl WritePlan {
-    /// Starts recording a response with head `parts`, if a write permit is free.
+    /// Starts recording a response with head `parts`, if a write permit is free and the store is
+    /// not known to be down.
     pub(crate) fn start(self, parts: &response::Parts) -> Option<WriteBack> {
-        let Ok(permit) = self.shared.writes.clone().try_acquire_owned() else {
+        let permit = match self.shared.breaker.is_open() {
+            true => None,
+            false => self.shared.writes.clone().try_acquire_owned().ok(),
+        };
+        let Some(permit) = permit else {
             Counters::bump(&self.shared.counters.writes_dropped);
             return None;
         };

@@ -2,6 +2,8 @@
 
 mod memory;
 mod redis;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};

@@ -43,6 +43,8 @@ pub struct RedisStore {
 #[derive(Clone)]
 pub struct RedisStoreBuilder {
     url: String,
+    #[cfg(feature = "tls")]
+    tls: super::tls::TlsFiles,
     command_timeout: Duration,
     connection_timeout: Duration,
     pool_size: usize,
@@ -53,6 +55,8 @@ impl RedisStore {
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder {
             url: url.into(),
+            #[cfg(feature = "tls")]
+            tls: Default::default(),
             command_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(2),
             pool_size: 2,
@@ -89,6 +93,26 @@ impl RedisStoreBuilder {
     /// How many connections (per server) share the load (default 2).
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
+        self
+    }
+
+    /// Trusts the CA certificates in the PEM file at `path` (instead of the system's roots) for
+    /// `rediss://` connections.
+    #[cfg(feature = "tls")]
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents the client certificate chain in `cert` with the private key in `key` (PEM
+    /// files) for `rediss://` servers that require client authentication.
+    #[cfg(feature = "tls")]
+    pub fn tls_client_auth(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.client_auth = Some((cert.into(), key.into()));
         self
     }
 
@@ -131,12 +155,23 @@ impl RedisStoreBuilder {
     }
 
     fn build_pool(self) -> Result<RedisStore, StoreError> {
-        let config = Config::from_url(&self.url).map_err(|e| {
+        #[allow(unused_mut)]
+        let mut config = Config::from_url(&self.url).map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Config,
                 format!("invalid Redis URL ({:?})", e.kind()),
             )
         })?;
+        #[cfg(feature = "tls")]
+        if !self.tls.is_empty() {
+            if config.tls.is_none() {
+                return Err(StoreError::new(
+                    StoreErrorKind::Config,
+                    "TLS files given for a URL without TLS: use rediss:// (or rediss-cluster://)",
+                ));
+            }
+            config.tls = Some(self.tls.to_tls_config()?);
+        }
         let description = describe(&config);
         let pool = Builder::from_config(config)
             .with_connection_config(|c| {
