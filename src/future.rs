@@ -362,6 +362,8 @@ fn decide<S, B>(found: Result<Option<Bytes>, StoreError>, pending: &Pending<S, B
     let age = entry.age(now).as_secs();
     let ttl = entry.remaining_ttl(now).as_secs();
     let mut headers = entry.headers;
+    // The stored body is complete, so its length is exact (and right for HEAD, which has none).
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
     headers.insert(header::AGE, HeaderValue::from(age));
     headers.append(
         CACHE_STATUS,

@@ -56,7 +56,9 @@
 //! 3. **Lookup**, bounded by the lookup timeout. A hit is rebuilt with its status, headers and
 //!    body plus `Age` and `Cache-Status: …; hit; ttl=N`. An entry is served only to the exact
 //!    request inputs it was stored for, so hash collisions cannot serve a wrong variant. A store
-//!    that is slow, down or returns garbage is a miss (`fwd=miss; detail=…`), never an error.
+//!    that is slow, down or returns garbage is a miss (`fwd=miss; detail=…`), never an error;
+//!    after repeated failures a circuit breaker skips the store for a cool-down
+//!    ([`CacheLayer::circuit_breaker`]).
 //! 4. **Miss.** The inner response streams to the client; if storable it is recorded and written
 //!    back in the background with the route's TTL, with a bounded number of writes in flight.
 //!

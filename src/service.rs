@@ -40,8 +40,8 @@ impl<S> Cache<S> {
     }
 
     /// Returns a new [`Layer`](tower_layer::Layer) that wraps services with a `Cache` middleware.
-    pub fn layer(layer: CacheLayer) -> CacheLayer {
-        layer
+    pub fn layer(store: impl crate::Store, keys: crate::KeyFactory) -> CacheLayer {
+        CacheLayer::new(store, keys)
     }
 
     /// Gets a reference to the underlying service.

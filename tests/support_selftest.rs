@@ -524,23 +524,6 @@ services:
 }
 
 #[test]
-fn compose_settings_are_applied() {
-    let redis = RedisServer::start_compose("compose-pw");
-    assert_eq!(redis.password(), Some("compose-pw"));
-    assert_eq!(redis.config_get("port"), redis.port().to_string());
-    assert_eq!(redis.config_get("maxmemory"), "1073741824");
-    assert_eq!(redis.config_get("maxmemory-policy"), "allkeys-lfu");
-    assert_eq!(redis.config_get("save"), "");
-    assert_eq!(redis.config_get("appendonly"), "no");
-    assert_eq!(redis.config_get("lazyfree-lazy-eviction"), "yes");
-    let denied = redis.query_unauthenticated(&["PING"]);
-    assert!(
-        denied.error().is_some_and(|e| e.starts_with("NOAUTH")),
-        "{denied:?}"
-    );
-}
-
-#[test]
 fn harness_types_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<RedisServer>();
