@@ -5,7 +5,7 @@ use bytes::Bytes;
 use fred::{
     clients::Pool,
     error::{Error as FredError, ErrorKind},
-    interfaces::{ClientLike, KeysInterface},
+    interfaces::{ClientLike, EventInterface, KeysInterface},
     types::{
         config::{Config, ReconnectPolicy, ServerConfig},
         Builder, Expiration,
@@ -66,6 +66,14 @@ impl RedisStore {
     /// Connects to `url` with the default settings and waits for the first connection.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::builder(url).connect().await
+    }
+
+    /// Stops the reconnect loop of a store nobody will use, without making the caller wait.
+    fn quit_in_background(&self) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let _ = pool.quit().await;
+        });
     }
 
     /// The `fred` pool, for commands of your own (invalidation, inspection).
@@ -136,19 +144,24 @@ impl RedisStoreBuilder {
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         let timeout = self.connection_timeout;
         let store = self.build_pool()?;
+        let mut errors = store.pool.clients().first().map(|c| c.error_rx());
         store.pool.connect_pool();
         match tokio::time::timeout(timeout, store.pool.wait_for_connect()).await {
             Ok(Ok(())) => Ok(store),
             Ok(Err(error)) => {
-                let _ = store.pool.quit().await;
+                store.quit_in_background();
                 Err(map_error(&error))
             }
             Err(_) => {
-                // Stops the reconnect loop of a store nobody will use.
-                let _ = tokio::time::timeout(timeout, store.pool.quit()).await;
+                store.quit_in_background();
+                let mut last = None;
+                while let Some(Ok((error, _))) = errors.as_mut().map(|rx| rx.try_recv()) {
+                    last = Some(map_error(&error));
+                }
+                let reason = last.map(|e| format!(" (last error: {e})")).unwrap_or_default();
                 Err(StoreError::new(
                     StoreErrorKind::Unavailable,
-                    format!("no connection to {} within {timeout:?}", store.description),
+                    format!("no connection to {} within {timeout:?}{reason}", store.description),
                 ))
             }
         }
