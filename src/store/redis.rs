@@ -7,7 +7,7 @@ use fred::{
     error::{Error as FredError, ErrorKind},
     interfaces::{ClientLike, EventInterface, KeysInterface},
     types::{
-        config::{Config, ReconnectPolicy, ServerConfig},
+        config::{Config, Options, ReconnectPolicy, ServerConfig},
         Builder, Expiration,
     },
 };
@@ -135,7 +135,7 @@ impl RedisStoreBuilder {
                 "RedisStoreBuilder::build must be called within a Tokio runtime",
             ));
         }
-        let store = self.build_pool()?;
+        let store = self.build_pool(false)?;
         store.pool.connect_pool();
         Ok(store)
     }
@@ -143,7 +143,7 @@ impl RedisStoreBuilder {
     /// Builds the store and waits for its first connection, at most the connection timeout.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         let timeout = self.connection_timeout;
-        let store = self.build_pool()?;
+        let store = self.build_pool(true)?;
         let mut errors = store.pool.clients().first().map(|c| c.error_rx());
         store.pool.connect_pool();
         match tokio::time::timeout(timeout, store.pool.wait_for_connect()).await {
@@ -158,17 +158,22 @@ impl RedisStoreBuilder {
                 while let Some(Ok((error, _))) = errors.as_mut().map(|rx| rx.try_recv()) {
                     last = Some(map_error(&error));
                 }
-                let reason = last.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+                let reason = last
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default();
                 Err(StoreError::new(
                     StoreErrorKind::Unavailable,
-                    format!("no connection to {} within {timeout:?}{reason}", store.description),
+                    format!(
+                        "no connection to {} within {timeout:?}{reason}",
+                        store.description
+                    ),
                 ))
             }
         }
     }
 
-    fn build_pool(self) -> Result<RedisStore, StoreError> {
-        #[allow(unused_mut)]
+    fn build_pool(self, first_failure_is_final: bool) -> Result<RedisStore, StoreError> {
+        check_scheme(&self.url)?;
         let mut config = Config::from_url(&self.url).map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Config,
@@ -185,6 +190,10 @@ impl RedisStoreBuilder {
             }
             config.tls = Some(self.tls.to_tls_config()?);
         }
+        // With fail_fast, fred ends the connection task when the first attempt fails: right for
+        // `connect` (the caller gets the error at once), wrong for `build`, whose store must keep
+        // trying until Redis answers.
+        config.fail_fast = first_failure_is_final;
         let description = describe(&config);
         let pool = Builder::from_config(config)
             .with_connection_config(|c| {
@@ -202,6 +211,45 @@ impl RedisStoreBuilder {
             .map_err(|e| map_error(&e))?;
         Ok(RedisStore { pool, description })
     }
+}
+
+/// The URL schemes fred understands. fred reads any other scheme as plain `redis://`, which
+/// would send the password of a mistyped `rediss+tls://` URL in clear text: refuse it instead.
+const SCHEMES: [&str; 12] = [
+    "redis",
+    "rediss",
+    "redis-cluster",
+    "rediss-cluster",
+    "redis-sentinel",
+    "rediss-sentinel",
+    "valkey",
+    "valkeys",
+    "valkey-cluster",
+    "valkeys-cluster",
+    "valkey-sentinel",
+    "valkeys-sentinel",
+];
+
+fn check_scheme(url: &str) -> Result<(), StoreError> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    let Some(scheme) = scheme.filter(|s| SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(s))) else {
+        return Err(StoreError::new(
+            StoreErrorKind::Config,
+            format!(
+                "unsupported Redis URL scheme: expected one of {}",
+                SCHEMES.join(", ")
+            ),
+        ));
+    };
+    let tls = scheme.to_ascii_lowercase().starts_with("rediss")
+        || scheme.to_ascii_lowercase().starts_with("valkeys");
+    if tls && !cfg!(feature = "tls") {
+        return Err(StoreError::new(
+            StoreErrorKind::Config,
+            "a TLS URL needs the `tls` feature of tower-redis-cache",
+        ));
+    }
+    Ok(())
 }
 
 /// Where the store connects, without credentials.
@@ -232,15 +280,24 @@ fn map_error(error: &FredError) -> StoreError {
     StoreError::new(kind, format!("{:?}: {}", error.kind(), error.details()))
 }
 
+/// Per-command options: while a connection is down, fail at once (a miss) instead of queueing
+/// behind the reconnect.
+fn fail_fast() -> Options {
+    Options {
+        fail_fast: true,
+        ..Options::default()
+    }
+}
+
 impl Store for RedisStore {
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        let client = self.pool.next_connected().clone();
+        let client = self.pool.next_connected().with_options(&fail_fast());
         let key = key.to_owned();
         Box::pin(async move { client.get(key).await.map_err(|e| map_error(&e)) })
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-        let client = self.pool.next_connected().clone();
+        let client = self.pool.next_connected().with_options(&fail_fast());
         let key = key.to_owned();
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         Box::pin(async move {
@@ -252,7 +309,7 @@ impl Store for RedisStore {
     }
 
     fn delete(&self, key: &str) -> StoreFuture<bool> {
-        let client = self.pool.next_connected().clone();
+        let client = self.pool.next_connected().with_options(&fail_fast());
         let key = key.to_owned();
         Box::pin(async move {
             client
@@ -290,6 +347,18 @@ impl fmt::Debug for RedisStoreBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_schemes_are_accepted() {
+        for url in [
+            "redis://h:1",
+            "REDIS://h:1",
+            "rediss://h:1",
+            "redis-cluster://h:1?node=h:2",
+        ] {
+            assert!(check_scheme(url).is_ok(), "{url}");
+        }
+    }
 
     #[test]
     fn build_outside_a_runtime_is_an_error_not_a_panic() {

@@ -20,6 +20,7 @@ pub mod compose;
 pub mod proxy;
 pub mod resp;
 pub mod server;
+pub mod tls;
 
 pub use cluster::{crc16_xmodem, key_slot, RedisCluster, RedisClusterBuilder, SLOT_RANGES};
 pub use compose::{compose_redis_args, parse_service_command};
