@@ -57,7 +57,7 @@ impl Policy {
         }
     }
 
-    /// How long entries live in the store (rounded up to whole milliseconds, at least 1 ms).
+    /// How long entries live in the store (millisecond precision, at least 1 ms).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl.max(Duration::from_millis(1));
         self
@@ -66,8 +66,12 @@ impl Policy {
     /// The methods whose responses are cached; `HEAD` is served from `GET` entries whenever `GET`
     /// is listed. Listing more than one method puts the method into the key.
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
-        self.methods = methods.into_iter().filter(|m| m != Method::HEAD).collect();
-        self.methods.dedup();
+        self.methods.clear();
+        for method in methods {
+            if method != Method::HEAD && !self.methods.contains(&method) {
+                self.methods.push(method);
+            }
+        }
         self
     }
 

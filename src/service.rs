@@ -143,6 +143,7 @@ fn body_to_read<B: Body>(body: &B, limit: usize) -> Result<u64, Bypass> {
     }
     match body.size_hint().upper() {
         Some(upper) if upper <= limit as u64 => Ok(upper),
-        _ => Err(Bypass::BodyTooLarge),
+        Some(_) => Err(Bypass::BodyTooLarge),
+        None => Err(Bypass::BodySizeUnknown),
     }
 }

@@ -16,8 +16,10 @@ pub(crate) enum Bypass {
     UnkeyedQuery,
     /// No usable entity in the request.
     NoEntity,
-    /// A body larger than the policy's limit, or of unknown size.
+    /// A body larger than the policy's limit.
     BodyTooLarge,
+    /// A body whose size is not known in advance (no `Content-Length`).
+    BodySizeUnknown,
     /// The body could not be read.
     BodyError,
 }
@@ -30,6 +32,7 @@ impl Bypass {
             Bypass::UnkeyedQuery => "unkeyed-query",
             Bypass::NoEntity => "no-entity",
             Bypass::BodyTooLarge => "body-too-large",
+            Bypass::BodySizeUnknown => "body-size-unknown",
             Bypass::BodyError => "body-error",
         }
     }

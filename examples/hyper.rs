@@ -1,0 +1,90 @@
+//! `tower-redis-cache` on a plain hyper 1 server, without axum's router: a `tower::service_fn`
+//! handler wrapped by [`CacheLayer`].
+//!
+//! ```text
+//! cargo run --example hyper
+//! curl -si localhost:3001/matches/12345/markets   # cache-status: …; fwd=uri-miss; stored
+//! curl -si localhost:3001/matches/12345/markets   # cache-status: …; hit; ttl=59
+//! ```
+//!
+//! `BIND` (default `127.0.0.1:3001`) and `REDIS_URL` are read from the environment; when
+//! `REDIS_URL` is unset or no Redis answers, the cache lives in a [`MemoryStore`].
+//!
+//! The layer reads a request body to key it and hands the inner service the same bytes again,
+//! so the request body type must implement `From<Bytes>`. hyper's `Incoming` does not, so the
+//! first layer maps it into `axum::body::Body`, which does (any such body type works, e.g.
+//! `http_body_util::Full<Bytes>` after collecting, or a boxed body of your own).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{body::Incoming, server::conn::http1, Request, Response};
+use hyper_util::rt::TokioIo;
+use std::{convert::Infallible, sync::Arc, time::Duration};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_redis_cache::{CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, Store};
+
+/// The request body the cached service sees: built from hyper's body, and from cached bytes.
+type Body = axum::body::Body;
+
+async fn handler(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {
+    tokio::time::sleep(Duration::from_millis(150)).await; // the expensive part
+    let body = format!("markets for {}\n", req.uri().path());
+    Ok(Response::builder()
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // (fred warns about quitting its stopped clients when no Redis answers: not news here.)
+    tracing_subscriber::fmt()
+        .with_env_filter("info,fred::commands::impls::server=error")
+        .init();
+    let store: Arc<dyn Store> = match std::env::var("REDIS_URL") {
+        Ok(url) => match RedisStore::connect(&url).await {
+            Ok(redis) => Arc::new(redis),
+            Err(error) => {
+                tracing::warn!("no Redis answered ({error}); caching in process (MemoryStore)");
+                Arc::new(MemoryStore::new(10_000))
+            }
+        },
+        Err(_) => Arc::new(MemoryStore::new(10_000)),
+    };
+    let cache = CacheLayer::from_shared_store(store, KeyFactory::new("example", "dev", "v1"));
+
+    let service = ServiceBuilder::new()
+        // hyper's `Incoming` -> a body type that implements `From<Bytes>`.
+        .map_request(|req: Request<Incoming>| req.map(Body::new))
+        .layer(
+            cache.policy(
+                Policy::new("markets")
+                    .entity(Entity::path_segment(1).prefix("m_"))
+                    .ttl(Duration::from_secs(60)),
+            ),
+        )
+        .service_fn(handler);
+
+    let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3001".to_owned());
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let service = service.clone();
+        // hyper calls a `hyper::service::Service`; `oneshot` drives the tower service per request.
+        let hyper_service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
+        tokio::spawn(async move {
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), hyper_service)
+                .await
+            {
+                tracing::debug!("connection error: {error}");
+            }
+        });
+    }
+    tracing::info!("cache stats: {:?}", cache.stats());
+    Ok(())
+}
