@@ -294,8 +294,10 @@ where
                     let pending = pending.take().expect("polled after completion");
                     let breaker = &pending.lookup.shared.breaker;
                     match &found {
-                        Ok(_) => breaker.on_success(),
-                        Err(_) => breaker.on_failure(pending.admission),
+                        Err(error) if error.is_outage() => breaker.on_failure(pending.admission),
+                        // The store answered (perhaps with an error about this one key, such as
+                        // a wrong-type value that the write-back will overwrite): it is up.
+                        _ => breaker.on_success(),
                     }
                     let next = match decide(found, &pending) {
                         Decision::Hit(answer) => State::Answered {

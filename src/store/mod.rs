@@ -64,6 +64,12 @@ impl StoreError {
         self.kind
     }
 
+    /// Whether the failure says the store is unreachable or too slow (what the circuit breaker
+    /// counts), rather than that it answered with an error (a wrong-type value, out of memory).
+    pub(crate) fn is_outage(&self) -> bool {
+        matches!(self.kind, StoreErrorKind::Timeout | StoreErrorKind::Unavailable)
+    }
+
     /// The RFC 9211 `detail` token for this failure.
     pub(crate) fn detail(&self) -> &'static str {
         match self.kind {

@@ -7,6 +7,8 @@
 //!   client ([`RedisServer::command`], [`RedisServer::keys`], …), `kill`/`restart`/`pause`/`resume`.
 //! * [`RedisCluster`] — three masters formed into a cluster without `redis-cli`; [`key_slot`].
 //! * [`TcpProxy`] — a tokio TCP proxy with switchable faults ([`ProxyMode`], latency, cut all).
+//! * [`Load`] / [`serve_app`] — a bounded HTTP load generator against an axum app with the cache
+//!   layer, and the [`Report`] of a fault scenario.
 //! * [`compose_redis_args`] / [`RedisServer::start_compose`] — the production settings from
 //!   `compose.yaml`.
 //!
@@ -17,6 +19,7 @@
 
 pub mod cluster;
 pub mod compose;
+pub mod load;
 pub mod proxy;
 pub mod resp;
 pub mod server;
@@ -24,6 +27,7 @@ pub mod tls;
 
 pub use cluster::{crc16_xmodem, key_slot, RedisCluster, RedisClusterBuilder, SLOT_RANGES};
 pub use compose::{compose_redis_args, parse_service_command};
+pub use load::{serve_app, App, Load, LoadConfig, Outcome, Report, Sample};
 pub use proxy::{ProxyMode, TcpProxy};
 pub use resp::{Reply, RespConnection};
 pub use server::{RedisServer, RedisServerBuilder, TempDir};
