@@ -7,7 +7,7 @@
 //! u64 stored_at                 milliseconds since the Unix epoch
 //! u64 ttl                       milliseconds
 //! u16 status
-//! u32 len, bytes                request identity (path and variant inputs), checked on read
+//! u32 len, bytes                request identity (SHA-256 of path and variant inputs), checked on read
 //! u16 count, count x { u16 len, name, u32 len, value }   headers
 //! u32 len, bytes                body
 //! ```
@@ -40,7 +40,8 @@ pub struct Entry {
     pub stored_at: SystemTime,
     /// How long the entry lives from `stored_at`.
     pub ttl: Duration,
-    /// The exact request inputs the entry answers; a read whose identity differs is a miss.
+    /// The digest of the exact request inputs the entry answers; a read whose identity differs
+    /// is a miss.
     pub identity: Bytes,
 }
 
@@ -114,7 +115,8 @@ impl Entry {
         let status = StatusCode::from_u16(r.u16()?).map_err(|_| EntryError::Corrupt("status"))?;
         let identity = r.u32_prefixed()?;
         let count = r.u16()?;
-        let mut headers = HeaderMap::with_capacity(usize::from(count));
+        // The count is untrusted: never let it size an allocation (http panics past its limit).
+        let mut headers = HeaderMap::with_capacity(usize::from(count).min(64));
         for _ in 0..count {
             let name_len = usize::from(r.u16()?);
             let name = r.take(name_len)?;
@@ -122,7 +124,9 @@ impl Entry {
                 HeaderName::from_bytes(&name).map_err(|_| EntryError::Corrupt("header name"))?;
             let value = HeaderValue::from_maybe_shared(r.u32_prefixed()?)
                 .map_err(|_| EntryError::Corrupt("header value"))?;
-            headers.append(name, value);
+            headers
+                .try_append(name, value)
+                .map_err(|_| EntryError::Corrupt("too many headers"))?;
         }
         let body = r.u32_prefixed()?;
         if !r.0.is_empty() {
@@ -247,6 +251,20 @@ mod tests {
             Entry::decode(future.freeze()),
             Err(EntryError::UnknownVersion(2))
         );
+    }
+
+    #[test]
+    fn a_huge_header_count_is_an_error_not_a_panic() {
+        let mut bytes = sample().encode()[..34].to_vec();
+        // identity length (4) + identity (10) follow the status; then the header count.
+        let at = 22 + 4 + 10;
+        bytes.truncate(at);
+        bytes.extend_from_slice(&u16::MAX.to_be_bytes());
+        for _ in 0..u16::MAX {
+            bytes.extend_from_slice(&[0, 1, b'a', 0, 0, 0, 0]);
+        }
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        assert!(Entry::decode(bytes.into()).is_err());
     }
 
     #[test]

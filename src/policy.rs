@@ -7,7 +7,7 @@ use std::time::Duration;
 /// What a route caches and how: its namespace and TTL, the methods it caches, where its entity
 /// comes from, which request inputs vary the response, and its size limits.
 ///
-/// Defaults: TTL 60 s; `GET` (and `HEAD`, served from `GET` entries); [`Entity::none`]; only
+/// Defaults: TTL 60 s; `GET` (and `HEAD`, served from `GET` entries); [`Entity::path`]; only
 /// status 200 stored; request bodies keyed up to 64 KiB; responses stored up to 1 MiB.
 ///
 /// Requests carrying an input the policy does not key are not cached: `Authorization` or
@@ -47,7 +47,7 @@ impl Policy {
             namespace: namespace.into(),
             ttl: Duration::from_secs(60),
             methods: vec![Method::GET],
-            entity: Entity::none(),
+            entity: Entity::path(),
             vary_query: Vec::new(),
             ignore_query: Vec::new(),
             vary_headers: Vec::new(),

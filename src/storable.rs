@@ -14,6 +14,9 @@ pub(crate) enum Bypass {
     Credentials,
     /// A query parameter the policy neither keys nor ignores.
     UnkeyedQuery,
+    /// A header that rewrites what the request means (host, URL, method) and that the policy
+    /// does not key.
+    UnkeyedHeader,
     /// No usable entity in the request.
     NoEntity,
     /// A body larger than the policy's limit.
@@ -30,6 +33,7 @@ impl Bypass {
         match self {
             Bypass::Credentials => "credentials",
             Bypass::UnkeyedQuery => "unkeyed-query",
+            Bypass::UnkeyedHeader => "unkeyed-header",
             Bypass::NoEntity => "no-entity",
             Bypass::BodyTooLarge => "body-too-large",
             Bypass::BodySizeUnknown => "body-size-unknown",
@@ -38,12 +42,32 @@ impl Bypass {
     }
 }
 
+/// Request headers that frameworks and proxies use to rewrite the host, URL or method a handler
+/// sees: classic cache-poisoning vectors, so a request carrying one is not cached unless the
+/// route keys it. (`X-Forwarded-For` and `-Proto` are left alone: every proxy sets them.)
+const REWRITING_HEADERS: [&str; 7] = [
+    "forwarded",
+    "x-forwarded-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-method-override",
+    "x-original-method",
+];
+
 /// Checks the request head for inputs the key would not cover.
 pub(crate) fn check_request(policy: &Policy, parts: &request::Parts) -> Result<(), Bypass> {
     for credential in [header::AUTHORIZATION, header::COOKIE] {
         if parts.headers.contains_key(&credential) && !policy.varies_on_header(&credential) {
             return Err(Bypass::Credentials);
         }
+    }
+    let rewriting = REWRITING_HEADERS.iter().any(|name| {
+        parts.headers.contains_key(*name)
+            && !policy.vary_headers.iter().any(|h| h.as_str() == *name)
+    });
+    if rewriting {
+        return Err(Bypass::UnkeyedHeader);
     }
     let unkeyed = query_pairs(parts.uri.query()).any(|(name, _)| {
         !policy.vary_query.iter().any(|n| n.as_bytes() == name)

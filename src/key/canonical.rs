@@ -3,7 +3,8 @@
 //! The body is parsed strictly (duplicate member names are rejected, as I-JSON requires) into a
 //! value tree and written back out by [`serde_json_canonicalizer`]: sorted member names, no
 //! insignificant whitespace, ECMAScript number formatting and minimal string escapes. Anything that
-//! is not such a document (invalid UTF-8 or JSON, duplicate members, numbers out of range, nesting
+//! is not such a document (invalid UTF-8 or JSON, duplicate members, numbers out of range or
+//! integers beyond 2^53, which a double cannot tell apart, nesting
 //! deeper than `serde_json`'s recursion limit of 128) is reported as `None`; callers then key the raw
 //! bytes in a domain of their own, so invalid bodies never share one key.
 
@@ -14,6 +15,9 @@ use std::fmt;
 /// Returns the RFC 8785 canonical form of `body`, or `None` when `body` is not a JSON document
 /// that can be canonicalised without losing information.
 pub(crate) fn canonicalize(body: &[u8]) -> Option<Vec<u8>> {
+    if has_inexact_integer(body) {
+        return None;
+    }
     let StrictValue(value) = serde_json::from_slice(body).ok()?;
     serde_json_canonicalizer::to_vec(&value).ok()
 }
@@ -32,6 +36,58 @@ impl<'de> Deserialize<'de> for StrictValue {
 }
 
 struct StrictVisitor;
+
+/// RFC 8785 writes every number as an IEEE 754 double, which holds integers exactly only up to
+/// 2^53: beyond that, distinct ids such as 9007199254740992 and 9007199254740993 would share one
+/// canonical form, and one request would be served the other's response. A body with such an
+/// integer literal is keyed by its raw bytes instead. (Fractions and exponents keep RFC 8785's
+/// double semantics: `1e30` is a double however it is spelled.)
+const MAX_EXACT_INTEGER: u128 = 1 << 53;
+
+/// Whether `body` holds an integer literal (no fraction, no exponent) beyond ±2^53, found by a
+/// scan of the bytes outside strings.
+fn has_inexact_integer(body: &[u8]) -> bool {
+    let mut i = 0;
+    let mut in_string = false;
+    while i < body.len() {
+        let b = body[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < body.len()
+                    && matches!(body[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = &body[start..i];
+                let integer = !token.iter().any(|c| matches!(c, b'.' | b'e' | b'E'));
+                let digits = token.strip_prefix(b"-").unwrap_or(token);
+                let too_big = digits.len() > 16
+                    || std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|d| d.parse::<u128>().ok())
+                        .is_none_or(|n| n > MAX_EXACT_INTEGER);
+                if integer && too_big {
+                    return true;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
 
 impl<'de> Visitor<'de> for StrictVisitor {
     type Value = Value;
@@ -132,6 +188,13 @@ mod tests {
         assert_eq!(canon(r#"{"a":1,"a":2}"#), None, "duplicate members");
         assert_eq!(canon("{"), None, "truncated");
         assert_eq!(canon("1e400"), None, "out of range");
+        assert_eq!(canon("9007199254740993"), None, "beyond 2^53");
+        assert_eq!(canon("-9007199254740993"), None, "beyond -2^53");
+        assert_eq!(canon("18446744073709551616"), None, "beyond 64 bits");
+        assert_eq!(
+            canon("9007199254740992").as_deref(),
+            Some("9007199254740992")
+        );
         assert_eq!(canonicalize(b"\"\xff\""), None, "invalid UTF-8");
         assert_eq!(canon(&"[".repeat(100_000)), None, "deep nesting");
         assert!(canon(&format!("{}{}", "[".repeat(100), "]".repeat(100))).is_some());

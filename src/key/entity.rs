@@ -36,6 +36,7 @@ type ExtractFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 #[derive(Clone)]
 enum Source {
     None,
+    Path,
     PathSegment(usize),
     Fn(Arc<ExtractFn>),
 }
@@ -45,6 +46,17 @@ impl Entity {
     pub fn none() -> Self {
         Self {
             source: Source::None,
+            prefix: String::new(),
+        }
+    }
+
+    /// The whole path the client asked for (the default): every path is an entity of its own.
+    ///
+    /// Inside an axum `Router::nest` this is the full path, prefix included (with the `axum`
+    /// feature).
+    pub fn path() -> Self {
+        Self {
+            source: Source::Path,
             prefix: String::new(),
         }
     }
@@ -85,6 +97,7 @@ impl Entity {
                 out.push('_');
                 true
             }
+            Source::Path => self.push_id(super::request_path(parts), out),
             Source::PathSegment(index) => {
                 let segment = parts.uri.path().split('/').skip(1).nth(*index);
                 segment.is_some_and(|id| self.push_id(id, out))
@@ -109,7 +122,7 @@ impl Entity {
 
 impl Default for Entity {
     fn default() -> Self {
-        Self::none()
+        Self::path()
     }
 }
 
@@ -117,6 +130,7 @@ impl fmt::Debug for Entity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let source = match &self.source {
             Source::None => "none".to_owned(),
+            Source::Path => "path".to_owned(),
             Source::PathSegment(i) => format!("path_segment({i})"),
             Source::Fn(_) => "from_fn(..)".to_owned(),
         };
@@ -151,6 +165,16 @@ mod tests {
         );
         assert_eq!(entity_of(&e, "/matches"), None);
         assert_eq!(entity_of(&e, "/matches//x"), None);
+    }
+
+    #[test]
+    fn the_whole_path_by_default() {
+        let e = Entity::default();
+        assert_eq!(
+            entity_of(&e, "/items/1?x=2").as_deref(),
+            Some("%2Fitems%2F1")
+        );
+        assert_eq!(entity_of(&e, "/").as_deref(), Some("%2F"));
     }
 
     #[test]

@@ -12,8 +12,8 @@ use crate::{policy::Policy, storable::query_pairs};
 use bytes::Bytes;
 use encode::push_encoded;
 use http::{request::Parts, Method};
+use sha2::{Digest, Sha256};
 use std::fmt;
-use variant::push_len_prefixed;
 
 /// Builds the cache keys of one deployment: `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}`.
 ///
@@ -89,8 +89,8 @@ impl KeyFactory {
     }
 }
 
-/// The key of a request on a route, and its identity: the exact inputs (path and variant
-/// encoding) that a stored entry must match to answer it.
+/// The key of a request on a route, and its identity: the digest of the exact inputs (path and
+/// variant encoding) that a stored entry must match to answer it.
 ///
 /// `key_start` is [`KeyFactory::start`] followed by the encoded entity.
 pub(crate) fn request_key(
@@ -116,11 +116,23 @@ pub(crate) fn request_key(
     }
     let encoded = variant.encode();
     let key = CacheKey::finish(key_start, &variant, &encoded);
-    let path = parts.uri.path().as_bytes();
-    let mut identity = Vec::with_capacity(4 + path.len() + encoded.len());
-    push_len_prefixed(&mut identity, path);
-    identity.extend_from_slice(&encoded);
-    (key, identity.into())
+    // The identity is a SHA-256 digest, not the inputs themselves: entries stay small and hold
+    // no keyed credential, and equal digests for different inputs are out of reach.
+    let mut identity = Sha256::new();
+    identity.update((request_path(parts).len() as u64).to_be_bytes());
+    identity.update(request_path(parts).as_bytes());
+    identity.update(&encoded);
+    (key, Bytes::copy_from_slice(&identity.finalize()))
+}
+
+/// The path the client asked for: axum's `OriginalUri` when a router nested this route (its
+/// own URI then lacks the prefix), else the request URI's path.
+pub(crate) fn request_path(parts: &Parts) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(uri)) = parts.extensions.get() {
+        return uri.path();
+    }
+    parts.uri.path()
 }
 
 /// One cache key, as stored in Redis.

@@ -151,7 +151,7 @@ impl Part {
     }
 }
 
-pub(crate) fn push_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
+fn push_len_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     // Inputs are bounded by the policy's limits, far below 4 GiB; saturate rather than wrap.
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_be_bytes());

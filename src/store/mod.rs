@@ -67,7 +67,10 @@ impl StoreError {
     /// Whether the failure says the store is unreachable or too slow (what the circuit breaker
     /// counts), rather than that it answered with an error (a wrong-type value, out of memory).
     pub(crate) fn is_outage(&self) -> bool {
-        matches!(self.kind, StoreErrorKind::Timeout | StoreErrorKind::Unavailable)
+        matches!(
+            self.kind,
+            StoreErrorKind::Timeout | StoreErrorKind::Unavailable
+        )
     }
 
     /// The RFC 9211 `detail` token for this failure.
