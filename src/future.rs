@@ -229,28 +229,7 @@ where
                     let limit = pending
                         .as_ref()
                         .map_or(0, |(l, _)| l.policy.max_request_body);
-                    let read = loop {
-                        match ready!(body.as_mut().poll_frame(cx)) {
-                            Some(Ok(frame)) => {
-                                if let Ok(mut data) = frame.into_data() {
-                                    if buf.len() + data.remaining() > limit {
-                                        break Err(());
-                                    }
-                                    while data.has_remaining() {
-                                        let chunk = data.chunk();
-                                        let n = chunk.len();
-                                        buf.put_slice(chunk);
-                                        data.advance(n);
-                                    }
-                                }
-                                if body.is_end_stream() {
-                                    break Ok(());
-                                }
-                            }
-                            Some(Err(_)) => break Err(()),
-                            None => break Ok(()),
-                        }
-                    };
+                    let read = ready!(poll_read_body(body.as_mut(), buf, limit, cx));
                     let (lookup, parts) = pending.take().expect("polled after completion");
                     let next = match read {
                         Ok(()) => {
@@ -322,6 +301,32 @@ where
                     return Poll::Ready(Ok(response));
                 }
             }
+        }
+    }
+}
+
+/// Reads `body` to its end into `buf`; `Err` if it fails or grows past `limit`.
+fn poll_read_body<B: Body>(
+    mut body: Pin<&mut B>,
+    buf: &mut BytesMut,
+    limit: usize,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), ()>> {
+    loop {
+        match ready!(body.as_mut().poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.remaining() > limit {
+                        return Poll::Ready(Err(()));
+                    }
+                    buf.put(data);
+                }
+                if body.is_end_stream() {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            Some(Err(_)) => return Poll::Ready(Err(())),
+            None => return Poll::Ready(Ok(())),
         }
     }
 }
