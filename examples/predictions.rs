@@ -141,11 +141,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route(
             "/health",
-            get(health)
-                .route_layer(cache.policy(
+            get(health).route_layer(
+                cache.policy(
                     // One path, one entity: `{_}`.
-                    Policy::new("health").ttl(Duration::from_secs(5)).entity(Entity::none()),
-                )),
+                    Policy::new("health")
+                        .ttl(Duration::from_secs(5))
+                        .entity(Entity::none()),
+                ),
+            ),
         )
         .with_state(AppState::default());
 
