@@ -45,11 +45,13 @@ impl Bypass {
 /// Request headers that frameworks and proxies use to rewrite the host, URL or method a handler
 /// sees: classic cache-poisoning vectors, so a request carrying one is not cached unless the
 /// route keys it. (`X-Forwarded-For` and `-Proto` are left alone: every proxy sets them.)
-const REWRITING_HEADERS: [&str; 7] = [
+const REWRITING_HEADERS: [&str; 9] = [
     "forwarded",
     "x-forwarded-host",
+    "x-forwarded-prefix",
     "x-original-url",
     "x-rewrite-url",
+    "x-http-method",
     "x-http-method-override",
     "x-method-override",
     "x-original-method",

@@ -269,9 +269,11 @@ fn describe(config: &Config) -> String {
 fn map_error(error: &FredError) -> StoreError {
     let kind = match error.kind() {
         ErrorKind::Timeout => StoreErrorKind::Timeout,
-        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure | ErrorKind::Tls => {
+        ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure => {
             StoreErrorKind::Unavailable
         }
+        #[cfg(feature = "tls")]
+        ErrorKind::Tls => StoreErrorKind::Unavailable,
         ErrorKind::Config | ErrorKind::Url => StoreErrorKind::Config,
         _ => StoreErrorKind::Rejected,
     };
