@@ -163,6 +163,9 @@ pub struct LoadConfig {
     pub clients: usize,
     /// Distinct requests (see [`path`]); clients pick uniformly among the first `keys`.
     pub keys: u32,
+    /// How many of them are active from the first request on (`None`: all); see
+    /// [`Load::set_active_keys`].
+    pub initial_keys: Option<u32>,
     /// The longest a request may take before it counts as hung (an error).
     pub request_timeout: Duration,
     /// Each client starts a request at most once per `pace` (it never waits after a slow one).
@@ -178,6 +181,7 @@ impl Default for LoadConfig {
         Self {
             clients: 16,
             keys: 50,
+            initial_keys: None,
             request_timeout: Duration::from_secs(5),
             pace: Duration::from_millis(10),
             max_duration: Duration::from_secs(60),
@@ -282,7 +286,11 @@ impl Load {
             ..Live::default()
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let active_keys = Arc::new(AtomicU32::new(config.keys.max(1)));
+        let initial = config
+            .initial_keys
+            .unwrap_or(config.keys)
+            .clamp(1, config.keys.max(1));
+        let active_keys = Arc::new(AtomicU32::new(initial));
         let samples = Arc::new(Mutex::new(Vec::new()));
         let tasks = (0..config.clients)
             .map(|i| {
