@@ -369,9 +369,10 @@ fn decide<S, B>(found: Result<Option<Bytes>, StoreError>, pending: &Pending<S, B
     let age = entry.age(now).as_secs();
     let ttl = entry.remaining_ttl(now).as_secs();
     let mut headers = entry.headers;
+    headers.reserve(3);
     // The stored body is complete, so its length is exact (and right for HEAD, which has none).
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
-    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.insert(header::CONTENT_LENGTH, number(entry.body.len() as u64));
+    headers.insert(header::AGE, number(age));
     headers.append(
         CACHE_STATUS,
         CacheStatus::Hit { ttl }.header_value(&shared.name),
@@ -382,6 +383,11 @@ fn decide<S, B>(found: Result<Option<Bytes>, StoreError>, pending: &Pending<S, B
         headers,
         body: (!head).then_some(entry.body),
     })
+}
+
+/// A header value holding `n`, formatted without a heap allocation of its own.
+fn number(n: u64) -> HeaderValue {
+    HeaderValue::from_str(itoa::Buffer::new().format(n)).expect("digits are a valid header value")
 }
 
 impl Forward {

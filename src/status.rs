@@ -64,20 +64,25 @@ impl CacheStatus {
 
     /// The header value for a cache called `name` (an RFC 8941 token).
     pub(crate) fn header_value(self, name: &str) -> HeaderValue {
-        let value = match self {
-            CacheStatus::Hit { ttl } => format!("{name}; hit; ttl={ttl}"),
+        // One allocation, sized for the longest value.
+        let mut value = String::with_capacity(name.len() + 48);
+        value.push_str(name);
+        match self {
+            CacheStatus::Hit { ttl } => {
+                value.push_str("; hit; ttl=");
+                value.push_str(itoa::Buffer::new().format(ttl));
+            }
             CacheStatus::Forward {
                 fwd,
                 stored,
                 detail,
             } => {
-                let fwd = match fwd {
-                    Fwd::Bypass => "bypass",
-                    Fwd::UriMiss => "uri-miss",
-                    Fwd::VaryMiss => "vary-miss",
-                    Fwd::Miss => "miss",
-                };
-                let mut value = format!("{name}; fwd={fwd}");
+                value.push_str(match fwd {
+                    Fwd::Bypass => "; fwd=bypass",
+                    Fwd::UriMiss => "; fwd=uri-miss",
+                    Fwd::VaryMiss => "; fwd=vary-miss",
+                    Fwd::Miss => "; fwd=miss",
+                });
                 if stored {
                     value.push_str("; stored");
                 }
@@ -85,9 +90,8 @@ impl CacheStatus {
                     value.push_str("; detail=");
                     value.push_str(detail);
                 }
-                value
             }
-        };
+        }
         // `name` is checked to be a token when the layer is built; details are tokens.
         HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("cache"))
     }
