@@ -100,7 +100,7 @@ impl CircuitBreaker {
     /// A lookup failed or timed out.
     pub(crate) fn on_failure(&self, admission: Admission) {
         let now = self.now_ms();
-        let until = now + millis(self.cooldown).max(1);
+        let until = now.saturating_add(millis(self.cooldown).max(1));
         if admission == Admission::Probe {
             self.open_until.store(until, Ordering::Release);
             self.probe_started.store(0, Ordering::Release);

@@ -88,7 +88,7 @@ impl CacheLayer {
                 breaker: CircuitBreaker::new(
                     breaker_threshold,
                     breaker_cooldown,
-                    lookup_timeout * 2,
+                    lookup_timeout.saturating_mul(2),
                 ),
                 counters: Counters::default(),
             }),
@@ -115,8 +115,7 @@ impl CacheLayer {
     /// beyond that is passed on but not stored, so a slow store never holds unbounded memory.
     pub fn max_pending_writes(self, writes: usize) -> Self {
         self.map_shared(|s| {
-            s.max_pending_writes = writes;
-            s.writes = Arc::new(Semaphore::new(writes));
+            s.max_pending_writes = writes.min(Semaphore::MAX_PERMITS);
         })
     }
 
@@ -159,7 +158,7 @@ impl CacheLayer {
             name: s.name.clone(),
             lookup_timeout: s.lookup_timeout,
             max_pending_writes: s.max_pending_writes,
-            writes: Arc::new(Semaphore::new(s.max_pending_writes)),
+            writes: Arc::new(Semaphore::new(0)),
             breaker_threshold: s.breaker_threshold,
             breaker_cooldown: s.breaker_cooldown,
             breaker: CircuitBreaker::new(s.breaker_threshold, s.breaker_cooldown, s.lookup_timeout),
@@ -167,10 +166,11 @@ impl CacheLayer {
         };
         change(&mut shared);
         // Rebuilt from the final settings.
+        shared.writes = Arc::new(Semaphore::new(shared.max_pending_writes));
         shared.breaker = CircuitBreaker::new(
             shared.breaker_threshold,
             shared.breaker_cooldown,
-            shared.lookup_timeout * 2,
+            shared.lookup_timeout.saturating_mul(2),
         );
         Self {
             shared: Arc::new(shared),

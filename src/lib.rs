@@ -73,6 +73,8 @@
 //! # Feature flags
 //!
 //! - `tls` (default): `rediss://` URLs, through rustls.
+//! - `axum` (default): reads axum's `OriginalUri`, so routes inside `Router::nest` are keyed and
+//!   checked by their full path.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]

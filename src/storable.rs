@@ -10,7 +10,7 @@ use http::{
 /// Why a request the route would cache is forwarded without the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Bypass {
-    /// `Authorization` or `Cookie` that the policy does not key on.
+    /// `Authorization`, `Proxy-Authorization` or `Cookie` that the policy does not key on.
     Credentials,
     /// A query parameter the policy neither keys nor ignores.
     UnkeyedQuery,
@@ -59,7 +59,11 @@ const REWRITING_HEADERS: [&str; 9] = [
 
 /// Checks the request head for inputs the key would not cover.
 pub(crate) fn check_request(policy: &Policy, parts: &request::Parts) -> Result<(), Bypass> {
-    for credential in [header::AUTHORIZATION, header::COOKIE] {
+    for credential in [
+        header::AUTHORIZATION,
+        header::PROXY_AUTHORIZATION,
+        header::COOKIE,
+    ] {
         if parts.headers.contains_key(&credential) && !policy.varies_on_header(&credential) {
             return Err(Bypass::Credentials);
         }

@@ -5,7 +5,8 @@ use crate::{
     key::CacheKey,
     layer::Shared,
     stats::Counters,
-    storable::{connection_tokens, header_is_stored},
+    storable::{connection_tokens, content_length, header_is_stored},
+    store::{StoreError, StoreErrorKind},
 };
 use bytes::{Bytes, BytesMut};
 use http::{response, HeaderMap};
@@ -14,6 +15,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 use tokio::sync::OwnedSemaphorePermit;
+
+/// The longest a write-back may hold its permit, whatever the store.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and for how long a miss's response is to be stored, decided before the inner call.
 pub(crate) struct WritePlan {
@@ -33,6 +37,9 @@ pub(crate) struct WriteBack {
     headers: HeaderMap,
     chunks: Vec<Bytes>,
     len: usize,
+    /// The `Content-Length` the response declared, if any: a body that ends short of it is
+    /// truncated and must not be stored as complete.
+    declared_len: Option<u64>,
     permit: OwnedSemaphorePermit,
 }
 
@@ -61,6 +68,7 @@ impl WritePlan {
             headers,
             chunks: Vec::new(),
             len: 0,
+            declared_len: content_length(&parts.headers),
             permit,
         })
     }
@@ -81,6 +89,12 @@ impl WriteBack {
 
     /// The body is complete: encode the entry and store it in the background.
     pub(crate) fn finish(self) {
+        if self
+            .declared_len
+            .is_some_and(|declared| declared != self.len as u64)
+        {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -105,10 +119,17 @@ impl WriteBack {
         let permit = self.permit;
         runtime.spawn(async move {
             let shared = plan.shared;
-            let result = shared
+            let write = shared
                 .store
-                .set(plan.key.as_str(), entry.encode(), plan.ttl)
-                .await;
+                .set(plan.key.as_str(), entry.encode(), plan.ttl);
+            // A store that never answers must not hold its write permit forever.
+            let result = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::new(
+                    StoreErrorKind::Timeout,
+                    "write-back timed out",
+                )),
+            };
             drop(permit);
             match result {
                 Ok(()) => Counters::bump(&shared.counters.writes),

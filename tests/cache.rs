@@ -840,3 +840,77 @@ redis_test!(over_the_wire, |redis| async move {
     );
     assert_eq!(runs.get(), 3);
 });
+
+redis_test!(
+    // Found in review: the method was keyed only when one policy listed several methods.
+    get_and_post_routes_sharing_a_namespace_never_answer_each_other,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let app = Router::new().route(
+            "/m/{id}",
+            get(|| async { "GET view" })
+                .route_layer(layer.policy(Policy::new("m")))
+                .post(|| async { "POST action" })
+                .route_layer(layer.policy(Policy::new("m").methods([Method::POST]))),
+        );
+        let first = send(&app, get_req("/m/1")).await;
+        assert_eq!(first.text(), "GET view");
+        wait_writes(&layer, 1).await;
+        let post = send(&app, post_req("/m/1", Body::empty())).await;
+        assert_eq!(post.text(), "POST action", "{}", post.cache_status());
+        assert!(
+            !post.cache_status().contains("; hit"),
+            "{}",
+            post.cache_status()
+        );
+    }
+);
+
+redis_test!(
+    // Found in review: a body ending short of its declared Content-Length was stored.
+    a_body_shorter_than_its_content_length_is_never_stored,
+    |redis| async move {
+        let layer = cache_one_write(&redis).await;
+        let app = Router::new().route(
+            "/short",
+            get(|| async {
+                Response::builder()
+                    .header(header::CONTENT_LENGTH, "10")
+                    .body(Frames::new().data("12345").into_body())
+                    .expect("response")
+            })
+            .route_layer(layer.policy(Policy::new("short").entity(Entity::none()))),
+        );
+        let app = with_sentinel(app, &layer);
+        let reply = send(&app, get_req("/short")).await;
+        assert_eq!(reply.text(), "12345");
+        assert_nothing_stored(&app, &layer, &redis).await;
+    }
+);
+
+redis_test!(
+    // Found in review: axum's `Json` refuses a body without a JSON media type, so the media
+    // type is keyed; a refused request must never be served the accepted one's entry.
+    the_media_type_of_a_body_is_keyed,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let app = Router::new().route(
+            "/matches/{id}/prediction",
+            post(|axum::Json(v): axum::Json<serde_json::Value>| async move { v.to_string() })
+                .route_layer(layer.policy(prediction_policy())),
+        );
+        let json = Request::post(PREDICTION)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"n":1}"#))
+            .unwrap();
+        assert_eq!(send(&app, json).await.status, StatusCode::OK);
+        wait_writes(&layer, 1).await;
+        let untyped = send(&app, post_req(PREDICTION, r#"{"n":1}"#)).await;
+        assert_eq!(
+            untyped.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{}",
+            untyped.cache_status()
+        );
+    }
+);

@@ -255,6 +255,13 @@ fn post_req(uri: &str, body: impl Into<Body>) -> Request<Body> {
     Request::post(uri).body(body.into()).expect("valid request")
 }
 
+/// The variant of a [`json_req`] body: the canonical body and its media type.
+fn json_variant(body: &[u8]) -> Variant {
+    Variant::new()
+        .json_body(body)
+        .header(&header::CONTENT_TYPE, "application/json")
+}
+
 fn json_req(uri: &str, body: impl Into<Body>) -> Request<Body> {
     Request::post(uri)
         .header(header::CONTENT_TYPE, "application/json")
@@ -1139,11 +1146,10 @@ async fn head_is_never_stored_and_get_entries_answer_head_without_a_body() {
     assert_eq!(s.all_keys().len(), 1);
 }
 
-/// The body bytes are the key input whatever the `Content-Type`. A handler whose output
-/// depends on the `Content-Type` must key it: with `vary_headers([CONTENT_TYPE])` the two
-/// types are separate entries; without it, the entry stored for one answers the other.
+/// The media type of a body is keyed (a handler such as axum's `Json` reads the body only with
+/// a JSON type), so the entry stored for one type never answers another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn content_type_is_unkeyed_unless_the_route_varies_on_it() {
+async fn content_type_is_keyed_with_the_body() {
     let s = setup().await;
     let typed = |content_type: &'static str, id: u32| {
         Request::post(format!("/matches/{id}/prediction"))
@@ -1151,14 +1157,14 @@ async fn content_type_is_unkeyed_unless_the_route_varies_on_it() {
             .body(Body::from(r#"{"a":1}"#))
             .unwrap()
     };
-    // Unkeyed (documented behaviour): text/plain is answered from the JSON request's entry.
     let app = s.pred_app(pred());
     let r = s.send(&app, typed("application/json", 1)).await;
     assert!(r.stored());
     let r = s.send(&app, typed("text/plain", 1)).await;
-    assert!(r.hit(), "{}", r.cache_status());
-    assert!(r.text().contains("content-type: application/json"));
+    assert!(!r.hit(), "{}", r.cache_status());
+    assert!(r.text().contains("content-type: text/plain"));
 
+    // Listing it in `vary_headers` changes nothing: separate entries, each its own echo.
     // Keyed: separate entries, each answered with its own echo.
     let app = s.pred_app(pred().vary_headers([header::CONTENT_TYPE]));
     for round in 0..2 {
@@ -1215,7 +1221,7 @@ async fn garbage_and_foreign_entries_are_misses_and_get_overwritten() {
     let s = setup().await;
     let app = s.pred_app(pred());
     let body = r#"{"risk":"high"}"#;
-    let key = keys().key("pred", "m_1", &Variant::new().json_body(body.as_bytes()));
+    let key = keys().key("pred", "m_1", &json_variant(body.as_bytes()));
     let key = key.as_str();
     let planted_elsewhere = encoded_entry(b"\0\0\0\x15/matches/2/prediction", b"ENTITY 2", &[]);
     let mut truncated = encoded_entry(b"x", b"TRUNCATED", &[]).to_vec();
@@ -1305,7 +1311,7 @@ fn entry_decode_of_a_huge_header_count_is_an_error_not_a_panic() {
 async fn a_planted_huge_header_count_is_a_miss_not_a_panic() {
     let s = setup().await;
     let app = s.pred_app(pred());
-    let key = keys().key("pred", "m_1", &Variant::new().json_body(b"{}"));
+    let key = keys().key("pred", "m_1", &json_variant(b"{}"));
     s.redis.set_raw(key.as_str(), &HUGE_HEADER_COUNT);
     let task = tokio::spawn({
         let app = app.clone();

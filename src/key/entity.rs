@@ -64,7 +64,8 @@ impl Entity {
     /// The `index`-th segment of the path, counting from 0 after the leading `/`
     /// (`/matches/12345/prediction`: 0 is `matches`, 1 is `12345`).
     ///
-    /// The segment is taken as it appears in the URI, still percent-encoded.
+    /// The segment is taken as it appears in the URI, still percent-encoded, and counted in
+    /// the URI the route sees (inside axum's `Router::nest`, without the nest prefix).
     pub fn path_segment(index: usize) -> Self {
         Self {
             source: Source::PathSegment(index),

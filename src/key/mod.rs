@@ -89,8 +89,8 @@ impl KeyFactory {
     }
 }
 
-/// The key of a request on a route, and its identity: the digest of the exact inputs (path and
-/// variant encoding) that a stored entry must match to answer it.
+/// The key of a request on a route, and its identity: the digest of the exact inputs (method,
+/// path and variant encoding) that a stored entry must match to answer it.
 ///
 /// `key_start` is [`KeyFactory::start`] followed by the encoded entity.
 pub(crate) fn request_key(
@@ -101,6 +101,13 @@ pub(crate) fn request_key(
     body: &[u8],
 ) -> (CacheKey, Bytes) {
     let mut variant = Variant::new().json_body(body);
+    if !body.is_empty() {
+        // The media type decides how a handler reads the body (axum's `Json` refuses anything
+        // but JSON): it is keyed whenever there is a body.
+        if let Some(media_type) = parts.headers.get(http::header::CONTENT_TYPE) {
+            variant = variant.header(&http::header::CONTENT_TYPE, media_type.as_bytes());
+        }
+    }
     if policy.keys_method() {
         variant = variant.method(stored_method);
     }
@@ -118,7 +125,11 @@ pub(crate) fn request_key(
     let key = CacheKey::finish(key_start, &variant, &encoded);
     // The identity is a SHA-256 digest, not the inputs themselves: entries stay small and hold
     // no keyed credential, and equal digests for different inputs are out of reach.
+    // The method is always part of the identity: two routes sharing a namespace must never
+    // answer a POST with a GET's entry, even where the key leaves the method out.
     let mut identity = Sha256::new();
+    identity.update([stored_method.as_str().len() as u8]);
+    identity.update(stored_method.as_str().as_bytes());
     identity.update((request_path(parts).len() as u64).to_be_bytes());
     identity.update(request_path(parts).as_bytes());
     identity.update(&encoded);

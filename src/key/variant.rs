@@ -11,9 +11,10 @@ use xxhash_rust::xxh3::xxh3_64;
 /// unambiguous encoding of the inputs: the body in its RFC 8785 canonical form (or, when it is not
 /// valid JSON, its raw bytes in a separate domain), then query parameters and headers sorted by
 /// name, each value kept in the order it was given. Equal inputs give equal ids whatever their
-/// order, member order or whitespace; different inputs give different encodings, and the cache
-/// compares the full encoding on every read, so a hash collision can never serve another
-/// variant's response.
+/// order, member order or whitespace; different inputs give different encodings, and every
+/// stored entry carries a SHA-256 digest of the full encoding (with the method and path) that is
+/// compared on every read, so a collision of the 64-bit id can never serve another variant's
+/// response.
 ///
 /// ```
 /// use tower_redis_cache::Variant;

@@ -96,7 +96,11 @@ impl Store for MemoryStore {
                 entries.map.remove(&victim);
             }
         }
-        entries.map.insert(key.to_owned(), (value, now + ttl));
+        // A TTL beyond what the clock can add is as good as forever (a year).
+        let expires = now
+            .checked_add(ttl)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
+        entries.map.insert(key.to_owned(), (value, expires));
         Box::pin(std::future::ready(Ok(())))
     }
 

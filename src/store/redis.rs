@@ -148,8 +148,11 @@ impl RedisStoreBuilder {
         store.pool.connect_pool();
         match tokio::time::timeout(timeout, store.pool.wait_for_connect()).await {
             Ok(Ok(())) => Ok(store),
-            // fred has already stopped the clients (the first failure is final here).
-            Ok(Err(error)) => Err(map_error(&error)),
+            Ok(Err(error)) => {
+                // Other clients of the pool may have connected: stop them too.
+                store.quit_in_background();
+                Err(map_error(&error))
+            }
             Err(_) => {
                 store.quit_in_background();
                 let mut last = None;
