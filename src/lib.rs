@@ -48,9 +48,10 @@
 //! # The request path
 //!
 //! 1. **Policy.** A method the route does not cache passes through untouched. A request carrying
-//!    an input the key would not cover (`Authorization`, `Cookie`, an unlisted query parameter, a
-//!    body over the limit or of unknown size, no entity) is forwarded with
-//!    `Cache-Status: …; fwd=bypass`.
+//!    an input the key would not cover (`Authorization`, `Proxy-Authorization`, `Cookie`, a
+//!    header that rewrites host, URL or method such as `X-Forwarded-Host`, an unlisted query
+//!    parameter, a body over the limit or of unknown size, no entity) is forwarded with
+//!    `Cache-Status: …; fwd=bypass; detail=…`.
 //! 2. **Key.** `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}` — see [`KeyFactory`] and
 //!    [`Variant`]. The body is read once (bounded) and handed to the inner service intact.
 //! 3. **Lookup**, bounded by the lookup timeout. A hit is rebuilt with its status, headers and
