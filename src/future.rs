@@ -175,8 +175,13 @@ where
             return Self::forward(pending, status);
         }
         State::Lookup {
-            lookup: pending.lookup.shared.store.get(pending.key.as_str()),
-            deadline: tokio::time::sleep(pending.lookup.shared.lookup_timeout),
+            lookup: pending
+                .lookup
+                .shared
+                .settings
+                .store
+                .get(pending.key.as_str()),
+            deadline: tokio::time::sleep(pending.lookup.shared.settings.lookup_timeout),
             pending: Some(pending),
         }
     }
@@ -243,7 +248,10 @@ where
                             let status = CacheStatus::forward(Fwd::Bypass)
                                 .with_detail(Bypass::BodyError.detail());
                             let mut headers = HeaderMap::new();
-                            headers.insert(CACHE_STATUS, status.header_value(&lookup.shared.name));
+                            headers.insert(
+                                CACHE_STATUS,
+                                status.header_value(&lookup.shared.settings.name),
+                            );
                             State::Answered {
                                 answer: Some(Answer {
                                     status: StatusCode::BAD_REQUEST,
@@ -375,7 +383,7 @@ fn decide<S, B>(found: Result<Option<Bytes>, StoreError>, pending: &Pending<S, B
     headers.insert(header::AGE, number(age));
     headers.append(
         CACHE_STATUS,
-        CacheStatus::Hit { ttl }.header_value(&shared.name),
+        CacheStatus::Hit { ttl }.header_value(&shared.settings.name),
     );
     let head = pending.request.method() == Method::HEAD;
     Decision::Hit(Answer {
@@ -403,9 +411,10 @@ impl Forward {
         } else {
             self.status
         };
-        parts
-            .headers
-            .append(CACHE_STATUS, status.header_value(&self.shared.name));
+        parts.headers.append(
+            CACHE_STATUS,
+            status.header_value(&self.shared.settings.name),
+        );
         let body = match write {
             Some(write) => ResponseBody::recorded(body, write),
             None => ResponseBody::inner(body),

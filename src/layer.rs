@@ -41,19 +41,40 @@ pub struct CacheLayer {
     pub(crate) policy: Arc<Policy>,
 }
 
-/// What every route of one layer shares.
-#[derive(Debug)]
-pub(crate) struct Shared {
+/// The settings every route of one layer shares.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: KeyFactory,
     pub(crate) name: String,
     pub(crate) lookup_timeout: Duration,
     pub(crate) max_pending_writes: usize,
-    pub(crate) writes: Arc<Semaphore>,
-    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_failures: u32,
     pub(crate) breaker_cooldown: Duration,
+}
+
+/// What every route of one layer shares: its settings and the state made from them.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) settings: Settings,
+    pub(crate) writes: Arc<Semaphore>,
     pub(crate) breaker: CircuitBreaker,
     pub(crate) counters: Counters,
+}
+
+impl Shared {
+    fn new(settings: Settings) -> Self {
+        Self {
+            writes: Arc::new(Semaphore::new(settings.max_pending_writes)),
+            breaker: CircuitBreaker::new(
+                settings.breaker_failures,
+                settings.breaker_cooldown,
+                settings.lookup_timeout.saturating_mul(2),
+            ),
+            counters: Counters::default(),
+            settings,
+        }
+    }
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -73,25 +94,17 @@ impl CacheLayer {
 
     /// Like [`new`](Self::new), for a store already behind an `Arc` (chosen at run time).
     pub fn from_shared_store(store: Arc<dyn Store>, keys: KeyFactory) -> Self {
-        let lookup_timeout = Duration::from_millis(50);
-        let (breaker_threshold, breaker_cooldown) = (5, Duration::from_secs(1));
+        let settings = Settings {
+            store,
+            keys,
+            name: "tower-redis-cache".to_owned(),
+            lookup_timeout: Duration::from_millis(50),
+            max_pending_writes: 1024,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(1),
+        };
         Self {
-            shared: Arc::new(Shared {
-                store,
-                keys,
-                name: "tower-redis-cache".to_owned(),
-                lookup_timeout,
-                max_pending_writes: 1024,
-                writes: Arc::new(Semaphore::new(1024)),
-                breaker_threshold,
-                breaker_cooldown,
-                breaker: CircuitBreaker::new(
-                    breaker_threshold,
-                    breaker_cooldown,
-                    lookup_timeout.saturating_mul(2),
-                ),
-                counters: Counters::default(),
-            }),
+            shared: Arc::new(Shared::new(settings)),
             policy: Arc::new(Policy::new("default")),
         }
     }
@@ -108,15 +121,13 @@ impl CacheLayer {
     ///
     /// Settings apply to the layer and the copies made from it afterwards; set them first.
     pub fn lookup_timeout(self, timeout: Duration) -> Self {
-        self.map_shared(|s| s.lookup_timeout = timeout)
+        self.map_settings(|s| s.lookup_timeout = timeout)
     }
 
     /// How many write-backs may be in flight at once (default 1024); a storable response
     /// beyond that is passed on but not stored, so a slow store never holds unbounded memory.
     pub fn max_pending_writes(self, writes: usize) -> Self {
-        self.map_shared(|s| {
-            s.max_pending_writes = writes.min(Semaphore::MAX_PERMITS);
-        })
+        self.map_settings(|s| s.max_pending_writes = writes.min(Semaphore::MAX_PERMITS))
     }
 
     /// Opens the circuit breaker after `failures` consecutive failed or timed-out lookups:
@@ -124,8 +135,8 @@ impl CacheLayer {
     /// by the inner service with `Cache-Status: …; fwd=miss; detail=circuit-open`), then one
     /// request at a time probes it until one succeeds. Default: 5 failures, 1 s.
     pub fn circuit_breaker(self, failures: u32, cooldown: Duration) -> Self {
-        self.map_shared(|s| {
-            s.breaker_threshold = failures;
+        self.map_settings(|s| {
+            s.breaker_failures = failures;
             s.breaker_cooldown = cooldown;
         })
     }
@@ -137,12 +148,12 @@ impl CacheLayer {
             return self;
         }
         let name = name.to_owned();
-        self.map_shared(|s| s.name = name)
+        self.map_settings(|s| s.name = name)
     }
 
     /// The key factory, for building keys to inspect or invalidate.
     pub fn keys(&self) -> &KeyFactory {
-        &self.shared.keys
+        &self.shared.settings.keys
     }
 
     /// What the cache has done so far, across every route sharing this layer's store.
@@ -150,30 +161,12 @@ impl CacheLayer {
         self.shared.counters.snapshot()
     }
 
-    fn map_shared(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let s = &self.shared;
-        let mut shared = Shared {
-            store: s.store.clone(),
-            keys: s.keys.clone(),
-            name: s.name.clone(),
-            lookup_timeout: s.lookup_timeout,
-            max_pending_writes: s.max_pending_writes,
-            writes: Arc::new(Semaphore::new(0)),
-            breaker_threshold: s.breaker_threshold,
-            breaker_cooldown: s.breaker_cooldown,
-            breaker: CircuitBreaker::new(s.breaker_threshold, s.breaker_cooldown, s.lookup_timeout),
-            counters: Counters::default(),
-        };
-        change(&mut shared);
-        // Rebuilt from the final settings.
-        shared.writes = Arc::new(Semaphore::new(shared.max_pending_writes));
-        shared.breaker = CircuitBreaker::new(
-            shared.breaker_threshold,
-            shared.breaker_cooldown,
-            shared.lookup_timeout.saturating_mul(2),
-        );
+    /// A layer with changed settings; its write limit, breaker and counters start afresh.
+    fn map_settings(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.shared.settings.clone();
+        change(&mut settings);
         Self {
-            shared: Arc::new(shared),
+            shared: Arc::new(Shared::new(settings)),
             policy: self.policy,
         }
     }

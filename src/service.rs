@@ -82,7 +82,7 @@ where
             return ResponseFuture::passthrough(self.inner.call(req));
         };
         let (parts, body) = req.into_parts();
-        let mut key = self.shared.keys.start(&policy.namespace);
+        let mut key = self.shared.settings.keys.start(&policy.namespace);
         let checked = check_request(policy, &parts).and_then(|()| {
             if policy.entity.push_encoded(&parts, &mut key) {
                 Ok(())

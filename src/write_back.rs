@@ -120,6 +120,7 @@ impl WriteBack {
         runtime.spawn(async move {
             let shared = plan.shared;
             let write = shared
+                .settings
                 .store
                 .set(plan.key.as_str(), entry.encode(), plan.ttl);
             // A store that never answers must not hold its write permit forever.
