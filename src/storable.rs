@@ -45,16 +45,16 @@ impl Bypass {
 /// Request headers that frameworks and proxies use to rewrite the host, URL or method a handler
 /// sees: classic cache-poisoning vectors, so a request carrying one is not cached unless the
 /// route keys it. (`X-Forwarded-For` and `-Proto` are left alone: every proxy sets them.)
-const REWRITING_HEADERS: [&str; 9] = [
-    "forwarded",
-    "x-forwarded-host",
-    "x-forwarded-prefix",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-http-method",
-    "x-http-method-override",
-    "x-method-override",
-    "x-original-method",
+const REWRITING_HEADERS: [HeaderName; 9] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-method-override"),
+    HeaderName::from_static("x-original-method"),
 ];
 
 /// Checks the request head for inputs the key would not cover.
@@ -68,10 +68,9 @@ pub(crate) fn check_request(policy: &Policy, parts: &request::Parts) -> Result<(
             return Err(Bypass::Credentials);
         }
     }
-    let rewriting = REWRITING_HEADERS.iter().any(|name| {
-        parts.headers.contains_key(*name)
-            && !policy.vary_headers.iter().any(|h| h.as_str() == *name)
-    });
+    let rewriting = REWRITING_HEADERS
+        .iter()
+        .any(|name| parts.headers.contains_key(name) && !policy.varies_on_header(name));
     if rewriting {
         return Err(Bypass::UnkeyedHeader);
     }

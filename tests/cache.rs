@@ -526,7 +526,8 @@ redis_test!(cached_methods_have_their_own_entries, |redis| async move {
 redis_test!(
     paths_of_one_route_never_get_each_others_entries,
     |redis| async move {
-        // `Entity::none()` on a route with a path parameter: every path shares the hash tag `{_}`.
+        // `Entity::none()` on a route with a path parameter: every path shares one key, and
+        // only the identity check keeps each path's answer its own.
         let layer = cache(&redis).await;
         let runs = Runs::default();
         let handler_runs = runs.clone();
@@ -536,7 +537,7 @@ redis_test!(
                 let runs = handler_runs.clone();
                 async move { response(runs.bump(), format!("item={id}")) }
             })
-            .route_layer(layer.policy(Policy::new("items"))),
+            .route_layer(layer.policy(Policy::new("items").entity(Entity::none()))),
         );
         let mut writes = 0;
         for id in ["1", "2", "1", "2", "1"] {

@@ -57,6 +57,9 @@ impl Variant {
 
     /// Adds a request body, canonicalised per RFC 8785 when it is JSON.
     ///
+    /// For a request with a body the cache also adds its `Content-Type` (with
+    /// [`header`](Self::header)), so rebuild a request's key with both.
+    ///
     /// An empty body adds nothing. A body that is not valid JSON (or has duplicate member names,
     /// or numbers outside the IEEE 754 range) is keyed by its exact bytes in a separate domain.
     pub fn json_body(mut self, body: &[u8]) -> Self {
