@@ -290,7 +290,7 @@ struct Handler {
     body: Bytes,
 }
 
-impl Service<Request<Full<Bytes>>> for Handler {
+impl<B> Service<Request<B>> for Handler {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = Ready<Result<Self::Response, Infallible>>;
@@ -299,7 +299,7 @@ impl Service<Request<Full<Bytes>>> for Handler {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
+    fn call(&mut self, _request: Request<B>) -> Self::Future {
         let mut response = Response::new(Full::new(self.body.clone()));
         response.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -1,5 +1,5 @@
 //! `tower-redis-cache` on a plain hyper 1 server, without axum's router: a `tower::service_fn`
-//! handler wrapped by [`CacheLayer`].
+//! handler wrapped by [`CacheLayer`], with tower-http's `TimeoutLayer` outside it.
 //!
 //! ```text
 //! cargo run --example hyper
@@ -10,23 +10,22 @@
 //! `BIND` (default `127.0.0.1:3001`) and `REDIS_URL` are read from the environment; when
 //! `REDIS_URL` is unset or no Redis answers, the cache lives in a [`MemoryStore`].
 //!
-//! The layer reads a request body to key it and hands the inner service the same bytes again,
-//! so the request body type must implement `From<Bytes>`. hyper's `Incoming` does not, so the
-//! first layer maps it into `axum::body::Body`, which does (any such body type works, e.g.
-//! `http_body_util::Full<Bytes>` after collecting, or a boxed body of your own).
+//! The layer takes hyper's `Incoming` as it is: the handler reads it as a [`RequestBody`], which
+//! is the client's body (or, for a request the cache keyed by its body, the bytes it read and
+//! then the rest).
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{body::Incoming, server::conn::http1, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{body::Incoming, server::conn::http1, Request, Response, StatusCode};
+use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use std::{convert::Infallible, sync::Arc, time::Duration};
-use tower::{ServiceBuilder, ServiceExt};
-use tower_redis_cache::{CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, Store};
+use tower::ServiceBuilder;
+use tower_http::timeout::TimeoutLayer;
+use tower_redis_cache::{
+    CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, RequestBody, Store,
+};
 
-/// The request body the cached service sees: built from hyper's body, and from cached bytes.
-type Body = axum::body::Body;
-
-async fn handler(req: Request<Body>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handler(req: Request<RequestBody<Incoming>>) -> Result<Response<Full<Bytes>>, Infallible> {
     tokio::time::sleep(Duration::from_millis(150)).await; // the expensive part
     let body = format!("markets for {}\n", req.uri().path());
     Ok(Response::builder()
@@ -51,11 +50,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         Err(_) => Arc::new(MemoryStore::new(10_000)),
     };
-    let cache = CacheLayer::from_shared_store(store, KeyFactory::new("example", "dev", "v1"));
+    let cache = CacheLayer::new(store, KeyFactory::new("example", "dev", "v1"));
 
     let service = ServiceBuilder::new()
-        // hyper's `Incoming` -> a body type that implements `From<Bytes>`.
-        .map_request(|req: Request<Incoming>| req.map(Body::new))
+        // Outside the cache: a request that takes longer than 1 s gets a 503 from here.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(1),
+        ))
         .layer(
             cache.policy(
                 Policy::new("markets")
@@ -73,9 +75,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             accepted = listener.accept() => accepted?,
             _ = tokio::signal::ctrl_c() => break,
         };
-        let service = service.clone();
-        // hyper calls a `hyper::service::Service`; `oneshot` drives the tower service per request.
-        let hyper_service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
+        // hyper calls a `hyper::service::Service`; this adapter drives the tower service.
+        let hyper_service = TowerToHyperService::new(service.clone());
         tokio::spawn(async move {
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), hyper_service)

@@ -104,7 +104,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Arc::new(MemoryStore::new(10_000))
         }
     };
-    let cache = CacheLayer::from_shared_store(store, KeyFactory::new("monps", &app_env, "v1"));
+    let cache = CacheLayer::new(store, KeyFactory::new("monps", &app_env, "v1"));
     let by_match = Entity::path_segment(1).prefix("m_");
 
     let app = Router::new()

@@ -64,6 +64,14 @@ impl<B: Body<Data = Bytes>> ResponseBody<B> {
     }
 }
 
+/// An empty body, as middleware outside the cache (tower-http's `TimeoutLayer`) makes for the
+/// responses it writes itself.
+impl<B> Default for ResponseBody<B> {
+    fn default() -> Self {
+        Self::cached(None)
+    }
+}
+
 impl<B: Body<Data = Bytes>> Body for ResponseBody<B> {
     type Data = Bytes;
     type Error = B::Error;

@@ -78,6 +78,13 @@ impl CircuitBreaker {
         }
     }
 
+    /// Whether the breaker is open and cooling down: every lookup would be denied. Unlike
+    /// [`admit`](Self::admit) it never takes the probe, so it can be asked before any work.
+    pub(crate) fn is_denying(&self) -> bool {
+        let open_until = self.open_until.load(Ordering::Acquire);
+        open_until != 0 && self.now_ms() < open_until
+    }
+
     /// Whether writes should skip the store (it is open or half-open).
     pub(crate) fn is_open(&self) -> bool {
         self.open_until.load(Ordering::Acquire) != 0
@@ -150,9 +157,12 @@ mod tests {
         assert!(!b.is_open());
         b.on_failure(Admission::Allowed);
         assert!(b.is_open());
+        assert!(b.is_denying());
         assert_eq!(b.admit(), Admission::Denied);
 
         tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(!b.is_denying(), "cooled down: a probe may go");
+        assert!(!b.is_denying(), "asking does not take the probe");
         assert_eq!(b.admit(), Admission::Probe);
         assert_eq!(b.admit(), Admission::Denied, "one probe at a time");
         b.on_failure(Admission::Probe);

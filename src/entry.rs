@@ -28,21 +28,32 @@ const VERSION: u8 = 1;
 
 /// One stored response: status, headers, body, when it was stored and for how long, and the
 /// identity of the request it answers.
+///
+/// Fields are private so that what an entry holds can grow (stale windows, validators, tags)
+/// with a new encoding version; entries of an older version are misses, never errors.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use bytes::Bytes;
+/// use http::{HeaderMap, StatusCode};
+/// use tower_redis_cache::Entry;
+///
+/// let entry = Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"{}"))
+///     .with_stored_at(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
+///     .with_ttl(Duration::from_secs(60))
+///     .with_identity(Bytes::from_static(b"digest of the request"));
+/// let decoded = Entry::decode(entry.encode()).unwrap();
+/// assert_eq!(decoded, entry);
+/// assert_eq!(decoded.body(), &b"{}"[..]);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    /// The response status.
-    pub status: StatusCode,
-    /// The response headers, without hop-by-hop headers and `Set-Cookie`.
-    pub headers: HeaderMap,
-    /// The response body.
-    pub body: Bytes,
-    /// When the entry was stored.
-    pub stored_at: SystemTime,
-    /// How long the entry lives from `stored_at`.
-    pub ttl: Duration,
-    /// The digest of the exact request inputs the entry answers; a read whose identity differs
-    /// is a miss.
-    pub identity: Bytes,
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) stored_at: SystemTime,
+    pub(crate) ttl: Duration,
+    pub(crate) identity: Bytes,
 }
 
 /// Why bytes read from the store are not an [`Entry`].
@@ -70,6 +81,69 @@ impl fmt::Display for EntryError {
 impl std::error::Error for EntryError {}
 
 impl Entry {
+    /// An entry for a response, stored now, with a TTL of zero and an empty identity; set them
+    /// with [`with_ttl`](Self::with_ttl), [`with_stored_at`](Self::with_stored_at) and
+    /// [`with_identity`](Self::with_identity).
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes) -> Self {
+        Self {
+            status,
+            headers,
+            body,
+            stored_at: SystemTime::now(),
+            ttl: Duration::ZERO,
+            identity: Bytes::new(),
+        }
+    }
+
+    /// When the entry was stored (millisecond precision once encoded).
+    pub fn with_stored_at(mut self, stored_at: SystemTime) -> Self {
+        self.stored_at = stored_at;
+        self
+    }
+
+    /// How long the entry lives from when it was stored.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The digest of the exact request inputs the entry answers; a lookup whose identity
+    /// differs is a miss.
+    pub fn with_identity(mut self, identity: Bytes) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The response status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers, without hop-by-hop headers and `Set-Cookie`.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The response body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// When the entry was stored.
+    pub fn stored_at(&self) -> SystemTime {
+        self.stored_at
+    }
+
+    /// How long the entry lives from when it was stored.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The digest of the request inputs the entry answers.
+    pub fn identity(&self) -> &Bytes {
+        &self.identity
+    }
+
     /// Encodes the entry; the body and identity are copied once into the result.
     pub fn encode(&self) -> Bytes {
         let headers_len: usize = self

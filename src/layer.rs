@@ -1,31 +1,37 @@
-//! [`CacheLayer`]: the builder users touch.
+//! [`CacheLayer`] and its builder: configuration only.
 
 use crate::{
     breaker::CircuitBreaker,
     key::KeyFactory,
     policy::Policy,
+    runtime::Runtime,
     service::Cache,
     stats::{CacheStats, Counters},
     status::is_token,
     store::Store,
+    write_budget::WriteBudget,
 };
-use std::{sync::Arc, time::Duration};
-use tokio::sync::Semaphore;
+use std::{any::Any, fmt, sync::Arc, time::Duration};
 use tower_layer::Layer;
 
 /// Layer that applies [`Cache`], which serves responses from a [`Store`] (usually Redis) and
 /// stores the inner service's responses in it.
 ///
-/// One layer holds the store, the [`KeyFactory`] and the settings every route shares (lookup
-/// timeout, in-flight write limit, counters); [`policy`](Self::policy) gives a copy of it the
-/// [`Policy`] of one route. Clones are cheap and share the store, the write limit and the counters.
+/// One layer holds the store, the [`KeyFactory`] and the state every route shares (lookup
+/// timeout, circuit breaker, write budget, counters), made once by
+/// [`CacheLayerBuilder::build`]; [`policy`](Self::policy) gives a copy of it the [`Policy`] of
+/// one route. Clones and copies are cheap and share all of it.
 ///
 /// ```
 /// use std::time::Duration;
 /// use axum::{routing::get, Router};
 /// use tower_redis_cache::{CacheLayer, Entity, KeyFactory, MemoryStore, Policy};
 ///
-/// let cache = CacheLayer::new(MemoryStore::new(10_000), KeyFactory::new("monps", "prod", "v1"));
+/// let cache = CacheLayer::builder(MemoryStore::new(10_000), KeyFactory::new("monps", "prod", "v1"))
+///     .lookup_timeout(Duration::from_millis(20))
+///     .name("monps")
+///     .build()
+///     .expect("a valid configuration");
 /// let app: Router = Router::new()
 ///     .route(
 ///         "/matches/{id}/markets",
@@ -37,139 +43,192 @@ use tower_layer::Layer;
 /// ```
 #[derive(Clone, Debug)]
 pub struct CacheLayer {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) runtime: Arc<Runtime>,
     pub(crate) policy: Arc<Policy>,
 }
 
-/// The settings every route of one layer shares.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) keys: KeyFactory,
-    pub(crate) name: String,
-    pub(crate) lookup_timeout: Duration,
-    pub(crate) max_pending_writes: usize,
-    pub(crate) breaker_failures: u32,
-    pub(crate) breaker_cooldown: Duration,
+/// Builder for [`CacheLayer`]: the settings every route of the layer shares.
+///
+/// Made by [`CacheLayer::builder`]; [`build`](Self::build) checks the settings and creates the
+/// shared state (breaker, write budget, counters) exactly once.
+#[derive(Clone)]
+pub struct CacheLayerBuilder {
+    store: Arc<dyn Store>,
+    keys: KeyFactory,
+    name: String,
+    lookup_timeout: Duration,
+    max_pending_writes: usize,
+    max_pending_write_bytes: usize,
+    breaker_failures: u32,
+    breaker_cooldown: Duration,
 }
 
-/// What every route of one layer shares: its settings and the state made from them.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) settings: Settings,
-    pub(crate) writes: Arc<Semaphore>,
-    pub(crate) breaker: CircuitBreaker,
-    pub(crate) counters: Counters,
-}
-
-impl Shared {
-    fn new(settings: Settings) -> Self {
-        Self {
-            writes: Arc::new(Semaphore::new(settings.max_pending_writes)),
-            breaker: CircuitBreaker::new(
-                settings.breaker_failures,
-                settings.breaker_cooldown,
-                settings.lookup_timeout.saturating_mul(2),
-            ),
-            counters: Counters::default(),
-            settings,
-        }
-    }
-}
-
-impl std::fmt::Debug for dyn Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Store")
-    }
+/// Why [`CacheLayerBuilder::build`] refused its settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    message: String,
 }
 
 impl CacheLayer {
-    /// Creates a layer caching in `store`, with keys from `keys` and the default [`Policy`]
-    /// (namespace `default`). Defaults: lookup timeout 50 ms, 1024 write-backs in flight,
-    /// circuit breaker opening after 5 consecutive lookup failures for 1 s, cache name
-    /// `tower-redis-cache` in `Cache-Status`.
+    /// Creates a layer caching in `store`, with keys from `keys`, the default settings (see
+    /// [`CacheLayerBuilder`]) and the default [`Policy`] (namespace `default`).
+    ///
+    /// The store may be a concrete store or an `Arc<dyn Store>` chosen at run time.
     pub fn new(store: impl Store, keys: KeyFactory) -> Self {
-        Self::from_shared_store(Arc::new(store), keys)
+        Self::builder(store, keys)
+            .build()
+            .expect("the default settings are valid")
     }
 
-    /// Like [`new`](Self::new), for a store already behind an `Arc` (chosen at run time).
-    pub fn from_shared_store(store: Arc<dyn Store>, keys: KeyFactory) -> Self {
-        let settings = Settings {
-            store,
+    /// Starts building a layer caching in `store` with keys from `keys`.
+    pub fn builder(store: impl Store, keys: KeyFactory) -> CacheLayerBuilder {
+        CacheLayerBuilder {
+            store: shared(store),
             keys,
             name: "tower-redis-cache".to_owned(),
             lookup_timeout: Duration::from_millis(50),
             max_pending_writes: 1024,
+            max_pending_write_bytes: 64 * 1024 * 1024,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
-        };
-        Self {
-            shared: Arc::new(Shared::new(settings)),
-            policy: Arc::new(Policy::new("default")),
         }
     }
 
-    /// A copy of this layer that applies `policy`; it shares the store, limits and counters.
+    /// A copy of this layer that applies `policy`; it shares the store, the breaker, the write
+    /// budget and the counters.
     pub fn policy(&self, policy: Policy) -> Self {
         Self {
-            shared: self.shared.clone(),
+            runtime: self.runtime.clone(),
             policy: Arc::new(policy),
         }
     }
 
-    /// The longest a request waits for a lookup before it is treated as a miss (default 50 ms).
-    ///
-    /// Settings apply to the layer and the copies made from it afterwards; set them first.
-    pub fn lookup_timeout(self, timeout: Duration) -> Self {
-        self.map_settings(|s| s.lookup_timeout = timeout)
-    }
-
-    /// How many write-backs may be in flight at once (default 1024); a storable response
-    /// beyond that is passed on but not stored, so a slow store never holds unbounded memory.
-    pub fn max_pending_writes(self, writes: usize) -> Self {
-        self.map_settings(|s| s.max_pending_writes = writes.min(Semaphore::MAX_PERMITS))
-    }
-
-    /// Opens the circuit breaker after `failures` consecutive failed or timed-out lookups:
-    /// for `cooldown`, requests skip the store entirely (no round trip, no write-back, answered
-    /// by the inner service with `Cache-Status: …; fwd=miss; detail=circuit-open`), then one
-    /// request at a time probes it until one succeeds. Default: 5 failures, 1 s.
-    pub fn circuit_breaker(self, failures: u32, cooldown: Duration) -> Self {
-        self.map_settings(|s| {
-            s.breaker_failures = failures;
-            s.breaker_cooldown = cooldown;
-        })
-    }
-
-    /// The cache's name in `Cache-Status` (an RFC 8941 token such as `monps`; default
-    /// `tower-redis-cache`). A name that is not a token is ignored.
-    pub fn name(self, name: &str) -> Self {
-        if !is_token(name) {
-            return self;
-        }
-        let name = name.to_owned();
-        self.map_settings(|s| s.name = name)
-    }
-
     /// The key factory, for building keys to inspect or invalidate.
     pub fn keys(&self) -> &KeyFactory {
-        &self.shared.settings.keys
+        &self.runtime.keys
     }
 
     /// What the cache has done so far, across every route sharing this layer's store.
     pub fn stats(&self) -> CacheStats {
-        self.shared.counters.snapshot()
+        let (writes, bytes) = self.runtime.writes.in_flight();
+        self.runtime.counters.snapshot(writes, bytes)
+    }
+}
+
+impl CacheLayerBuilder {
+    /// The longest a request waits for a lookup before it is treated as a miss (default 50 ms).
+    pub fn lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.lookup_timeout = timeout;
+        self
     }
 
-    /// A layer with changed settings; its write limit, breaker and counters start afresh.
-    fn map_settings(self, change: impl FnOnce(&mut Settings)) -> Self {
-        let mut settings = self.shared.settings.clone();
-        change(&mut settings);
-        Self {
-            shared: Arc::new(Shared::new(settings)),
-            policy: self.policy,
+    /// How many write-backs may be in flight at once (default 1024); a storable response
+    /// beyond that is passed on but not stored (counted in [`CacheStats::writes_dropped`]).
+    pub fn max_pending_writes(mut self, writes: usize) -> Self {
+        self.max_pending_writes = writes;
+        self
+    }
+
+    /// How many bytes the write-backs in flight may hold between them: bodies being recorded
+    /// and entries being written (default 64 MiB). A storable response that would take more
+    /// is passed on intact but not stored (counted in [`CacheStats::writes_dropped`]), so a slow
+    /// store never holds more memory than this.
+    pub fn max_pending_write_bytes(mut self, bytes: usize) -> Self {
+        self.max_pending_write_bytes = bytes;
+        self
+    }
+
+    /// Opens the circuit breaker after `failures` consecutive failed or timed-out lookups:
+    /// for `cooldown`, requests skip the store entirely (no round trip, no key work, no
+    /// write-back; answered by the inner service with `Cache-Status: …; fwd=miss;
+    /// detail=circuit-open`), then one request at a time probes it until one succeeds.
+    /// Default: 5 failures, 1 s.
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.breaker_failures = failures;
+        self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// The cache's name in `Cache-Status` (default `tower-redis-cache`): an RFC 8941 token
+    /// such as `monps`. Anything else makes [`build`](Self::build) fail.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Checks the settings and creates the layer's shared state.
+    ///
+    /// ```
+    /// use tower_redis_cache::{CacheLayer, KeyFactory, MemoryStore};
+    ///
+    /// let keys = KeyFactory::new("monps", "prod", "v1");
+    /// let error = CacheLayer::builder(MemoryStore::default(), keys).name("two words").build();
+    /// assert!(error.unwrap_err().to_string().contains("RFC 8941 token"));
+    /// ```
+    pub fn build(self) -> Result<CacheLayer, ConfigError> {
+        if !is_token(&self.name) {
+            return Err(ConfigError {
+                message: format!(
+                    "cache name {:?} is not an RFC 8941 token (a letter or `*`, then letters, \
+                     digits or any of :/!#$%&'*+-.^_`|~)",
+                    self.name
+                ),
+            });
+        }
+        let runtime = Runtime {
+            store: self.store,
+            keys: self.keys,
+            name: self.name,
+            lookup_timeout: self.lookup_timeout,
+            breaker: CircuitBreaker::new(
+                self.breaker_failures,
+                self.breaker_cooldown,
+                self.lookup_timeout.saturating_mul(2),
+            ),
+            writes: Arc::new(WriteBudget::new(
+                self.max_pending_writes,
+                self.max_pending_write_bytes,
+            )),
+            counters: Counters::default(),
+        };
+        Ok(CacheLayer {
+            runtime: Arc::new(runtime),
+            policy: Arc::new(Policy::new("default")),
+        })
+    }
+}
+
+impl fmt::Debug for CacheLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheLayerBuilder")
+            .field("keys", &self.keys)
+            .field("name", &self.name)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .field("max_pending_writes", &self.max_pending_writes)
+            .field("max_pending_write_bytes", &self.max_pending_write_bytes)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// `store` behind an `Arc<dyn Store>`, without a second `Arc` when it already is one.
+fn shared(store: impl Store) -> Arc<dyn Store> {
+    let mut store = Some(store);
+    if let Some(arc) = (&mut store as &mut dyn Any).downcast_mut::<Option<Arc<dyn Store>>>() {
+        if let Some(arc) = arc.take() {
+            return arc;
         }
     }
+    Arc::new(store.expect("taken only when it was an Arc"))
 }
 
 impl<S> Layer<S> for CacheLayer {
@@ -177,5 +236,25 @@ impl<S> Layer<S> for CacheLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         Cache::new(inner, self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[test]
+    fn an_arc_dyn_store_is_not_wrapped_again() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(1));
+        let layer = CacheLayer::new(store.clone(), KeyFactory::new("a", "b", "c"));
+        assert!(Arc::ptr_eq(&layer.runtime.store, &store));
+    }
+
+    #[test]
+    fn copies_share_one_runtime() {
+        let layer = CacheLayer::new(MemoryStore::new(1), KeyFactory::new("a", "b", "c"));
+        let route = layer.policy(Policy::new("n"));
+        assert!(Arc::ptr_eq(&layer.runtime, &route.runtime));
     }
 }

@@ -50,18 +50,24 @@
 //! 1. **Policy.** A method the route does not cache passes through untouched. A request carrying
 //!    an input the key would not cover (`Authorization`, `Proxy-Authorization`, `Cookie`, a
 //!    header that rewrites host, URL or method such as `X-Forwarded-Host`, an unlisted query
-//!    parameter, a body over the limit or of unknown size, no entity) is forwarded with
+//!    parameter, a body declared larger than the limit, no entity) is forwarded with
 //!    `Cache-Status: …; fwd=bypass; detail=…`.
-//! 2. **Key.** `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}` — see [`KeyFactory`] and
-//!    [`Variant`]. The body is read once (bounded) and handed to the inner service intact.
-//! 3. **Lookup**, bounded by the lookup timeout. A hit is rebuilt with its status, headers and
+//! 2. **Breaker.** While the circuit breaker is open (the store failed repeatedly), requests go
+//!    straight to the inner service: no body read, no key work, no round trip
+//!    ([`CacheLayerBuilder::circuit_breaker`]).
+//! 3. **Key.** `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}` — see [`KeyFactory`] and
+//!    [`Variant`]. A body, sized or streamed, is read up to the limit; the inner service gets the
+//!    same bytes in a [`RequestBody`]. A body that grows past the limit, fails or ends with
+//!    trailers is forwarded whole (what was read, then the rest, unchanged) and not cached.
+//! 4. **Lookup**, bounded by the lookup timeout. A hit is rebuilt with its status, headers and
 //!    body plus `Age` and `Cache-Status: …; hit; ttl=N`. An entry is served only to the exact
 //!    request inputs it was stored for, so hash collisions cannot serve a wrong variant. A store
-//!    that is slow, down or returns garbage is a miss (`fwd=miss; detail=…`), never an error;
-//!    after repeated failures a circuit breaker skips the store for a cool-down
-//!    ([`CacheLayer::circuit_breaker`]).
-//! 4. **Miss.** The inner response streams to the client; if storable it is recorded and written
-//!    back in the background with the route's TTL, with a bounded number of writes in flight.
+//!    that is slow, down or returns garbage is a miss (`fwd=miss; detail=…`), never an error.
+//! 5. **Miss.** The inner response streams to the client; if storable it is recorded and written
+//!    back in the background with the route's TTL, within a budget of write-backs in flight and
+//!    of the bytes they hold.
+//!
+//! Which file does what is in `ARCHITECTURE.md` of the repository.
 //!
 //! # What is never stored
 //!
@@ -85,21 +91,27 @@ mod breaker;
 mod entry;
 mod future;
 mod key;
+mod keying;
 mod layer;
 mod policy;
+mod request_body;
+mod respond;
+mod rules;
+mod runtime;
 mod service;
 mod stats;
 mod status;
-mod storable;
 mod store;
 mod write_back;
+mod write_budget;
 
 pub use body::ResponseBody;
 pub use entry::{Entry, EntryError};
 pub use future::ResponseFuture;
 pub use key::{CacheKey, Entity, KeyFactory, Variant, MAX_ENTITY_LEN};
-pub use layer::CacheLayer;
+pub use layer::{CacheLayer, CacheLayerBuilder, ConfigError};
 pub use policy::Policy;
+pub use request_body::RequestBody;
 pub use service::Cache;
 pub use stats::CacheStats;
 pub use store::{

@@ -1,13 +1,16 @@
-//! [`Cache`]: decides per request whether to pass through, bypass, or look up.
+//! [`Cache`]: decides per request whether to pass through, bypass, or key and look up.
 
 use crate::{
     body::ResponseBody,
-    future::ResponseFuture,
-    key::request_key,
-    layer::{CacheLayer, Shared},
+    future::{Keyed, ResponseFuture},
+    keying::key_start,
+    layer::CacheLayer,
     policy::Policy,
+    request_body::RequestBody,
+    rules::request::{body_needs_reading, check_request, Bypass},
+    runtime::Runtime,
     stats::Counters,
-    storable::{check_request, Bypass},
+    status::{CacheStatus, Fwd},
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -21,11 +24,13 @@ use tower_service::Service;
 /// Middleware that answers requests from a cache store and stores the inner service's
 /// responses in it.
 ///
-/// See the [crate docs](crate) for the request path and [`CacheLayer`] for configuration.
+/// The inner service receives the request with a [`RequestBody`]: the client's body, or the
+/// bytes the cache read to key it followed by the rest. See the [crate docs](crate) for the
+/// request path and [`CacheLayer`] for configuration.
 #[derive(Clone, Debug)]
 pub struct Cache<S> {
     inner: S,
-    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
     policy: Arc<Policy>,
 }
 
@@ -34,7 +39,7 @@ impl<S> Cache<S> {
     pub fn new(inner: S, layer: CacheLayer) -> Self {
         Self {
             inner,
-            shared: layer.shared,
+            runtime: layer.runtime,
             policy: layer.policy,
         }
     }
@@ -62,9 +67,8 @@ impl<S> Cache<S> {
 
 impl<ReqBody, ResBody, S> Service<Request<ReqBody>> for Cache<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    ReqBody: Body + From<Bytes>,
-    ReqBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
+    ReqBody: Body,
     ResBody: Body<Data = Bytes>,
 {
     type Response = Response<ResponseBody<ResBody>>;
@@ -79,71 +83,54 @@ where
         let policy = &self.policy;
         let Some(stored_method) = policy.lookup_method(req.method()).cloned() else {
             // Not a method this route caches: untouched, no Cache-Status.
-            return ResponseFuture::passthrough(self.inner.call(req));
+            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::untouched)));
         };
         let (parts, body) = req.into_parts();
-        let mut key = self.shared.settings.keys.start(&policy.namespace);
-        let checked = check_request(policy, &parts).and_then(|()| {
-            if policy.entity.push_encoded(&parts, &mut key) {
-                Ok(())
-            } else {
-                Err(Bypass::NoEntity)
+        let runtime = &self.runtime;
+        let checked = check_request(policy, &parts)
+            .and_then(|()| key_start(&runtime.keys, policy, &parts).ok_or(Bypass::NoEntity))
+            .and_then(|start| Ok((start, body_needs_reading(&body, policy.max_request_body)?)));
+        let (key_start, read_body) = match checked {
+            Ok(checked) => checked,
+            Err(reason) => {
+                Counters::bump(&runtime.counters.bypasses);
+                let status = CacheStatus::forward(Fwd::Bypass).with_detail(reason.detail());
+                return self.forward(Request::from_parts(parts, body), status);
             }
-        });
-        let body_len = body_to_read(&body, policy.max_request_body);
-        if let Err(reason) = checked.and(body_len.map(|_| ())) {
-            Counters::bump(&self.shared.counters.bypasses);
-            let req = Request::from_parts(parts, body);
-            return ResponseFuture::bypass(self.inner.call(req), &self.shared, reason);
+        };
+        if runtime.breaker.is_denying() {
+            // The store is known to be down: no body read, no key work, no round trip.
+            Counters::bump(&runtime.counters.misses);
+            Counters::bump(&runtime.counters.circuit_open);
+            let status = CacheStatus::forward(Fwd::Miss).with_detail("circuit-open");
+            return self.forward(Request::from_parts(parts, body), status);
         }
         // The service that passed `poll_ready` goes with the request; a clone stays here.
         let clone = self.inner.clone();
-        let service = std::mem::replace(&mut self.inner, clone);
-        let lookup = Lookup {
-            service,
-            shared: self.shared.clone(),
-            policy: self.policy.clone(),
+        let keyed = Keyed {
+            service: std::mem::replace(&mut self.inner, clone),
+            runtime: runtime.clone(),
+            policy: policy.clone(),
             stored_method,
-            key_start: key,
+            key_start,
+            parts,
         };
-        match body_len {
-            Ok(0) => ResponseFuture::lookup(lookup, parts, body, Bytes::new()),
-            _ => ResponseFuture::read_body(lookup, parts, body),
-        }
+        ResponseFuture::keyed(keyed, body, read_body)
     }
 }
 
-/// What a request that is looked up carries from `call` into its future.
-pub(crate) struct Lookup<S> {
-    pub(crate) service: S,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) policy: Arc<Policy>,
-    pub(crate) stored_method: http::Method,
-    /// The key up to and including the encoded entity.
-    pub(crate) key_start: String,
-}
-
-impl<S> Lookup<S> {
-    /// The key and request identity for the request head and its (fully read) body.
-    pub(crate) fn key(
+impl<S> Cache<S> {
+    /// Forwards a request on a cached route without a lookup, reported with `status`.
+    fn forward<ReqBody, ResBody>(
         &mut self,
-        parts: &http::request::Parts,
-        body: &[u8],
-    ) -> (crate::CacheKey, Bytes) {
-        let start = std::mem::take(&mut self.key_start);
-        request_key(start, &self.policy, &self.stored_method, parts, body)
-    }
-}
-
-/// How many body bytes must be read to key the request: 0 when it has none, its size when that
-/// is known and within `limit`, else a bypass (the body then reaches the service unread).
-fn body_to_read<B: Body>(body: &B, limit: usize) -> Result<u64, Bypass> {
-    if body.is_end_stream() {
-        return Ok(0);
-    }
-    match body.size_hint().upper() {
-        Some(upper) if upper <= limit as u64 => Ok(upper),
-        Some(_) => Err(Bypass::BodyTooLarge),
-        None => Err(Bypass::BodySizeUnknown),
+        req: Request<ReqBody>,
+        status: CacheStatus,
+    ) -> ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+        ReqBody: Body,
+    {
+        let future = self.inner.call(req.map(RequestBody::untouched));
+        ResponseFuture::forwarded(future, self.runtime.clone(), status)
     }
 }

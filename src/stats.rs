@@ -22,9 +22,13 @@ pub struct CacheStats {
     pub writes: u64,
     /// Write-backs that failed or timed out.
     pub write_errors: u64,
-    /// Storable responses not written: the in-flight write limit was reached, or the circuit
-    /// breaker was open.
+    /// Storable responses not written: the write budget (in-flight writes or bytes) was
+    /// exhausted, or the circuit breaker was open.
     pub writes_dropped: u64,
+    /// Write-backs in flight now: recording a body or waiting for the store.
+    pub writes_in_flight: u64,
+    /// Bytes the write-backs in flight hold now (recorded bodies and encoded entries).
+    pub write_bytes_in_flight: u64,
 }
 
 #[derive(Debug, Default)]
@@ -45,7 +49,12 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> CacheStats {
+    /// The counters, with the write budget's current use.
+    pub(crate) fn snapshot(
+        &self,
+        writes_in_flight: usize,
+        write_bytes_in_flight: usize,
+    ) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
@@ -56,6 +65,8 @@ impl Counters {
             writes: self.writes.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
             writes_dropped: self.writes_dropped.load(Relaxed),
+            writes_in_flight: writes_in_flight as u64,
+            write_bytes_in_flight: write_bytes_in_flight as u64,
         }
     }
 }

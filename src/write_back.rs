@@ -1,84 +1,106 @@
-//! Writing a forwarded response back to the store, bounded and off the response path.
+//! Writing a forwarded response back to the store: recorded as it streams to the client,
+//! bounded by the write budget, stored off the response path.
 
 use crate::{
     entry::Entry,
     key::CacheKey,
-    layer::Shared,
+    keying::Identity,
+    rules::response::{connection_tokens, content_length, header_is_stored},
+    runtime::Runtime,
     stats::Counters,
-    storable::{connection_tokens, content_length, header_is_stored},
     store::{StoreError, StoreErrorKind},
+    write_budget::Reservation,
 };
 use bytes::{Bytes, BytesMut};
 use http::{response, HeaderMap};
+use http_body::SizeHint;
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
 };
-use tokio::sync::OwnedSemaphorePermit;
 
-/// The longest a write-back may hold its permit, whatever the store.
+/// The longest a write-back may hold its share of the budget, whatever the store.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where and for how long a miss's response is to be stored, decided before the inner call.
 pub(crate) struct WritePlan {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) runtime: Arc<Runtime>,
     pub(crate) key: CacheKey,
-    pub(crate) identity: Bytes,
+    pub(crate) identity: Identity,
     pub(crate) ttl: Duration,
     pub(crate) max_body: usize,
 }
 
-/// A response being recorded as it streams to the client. Holds one of the layer's write
-/// permits from the response head until the store call ends; dropped before the body is
-/// complete (a stream error, trailers, an oversized body, the client gone), it stores nothing.
+/// A response being recorded as it streams to the client. Holds its share of the write budget
+/// from the response head until the store call ends; dropped before the body is complete (a
+/// stream error, trailers, an oversized body, the client gone, the budget exhausted), it
+/// stores nothing.
+///
+/// The share covers the most the write-back holds at once: the stored head and the recorded
+/// body, and while the entry is encoded, the encoded entry too (about twice the body); then
+/// only the encoded entry until the store answers. A body of known size is budgeted in full
+/// before recording starts, so `Cache-Status: …; stored` is only announced when it fits.
 pub(crate) struct WriteBack {
     plan: WritePlan,
     status: http::StatusCode,
     headers: HeaderMap,
+    head_len: usize,
     chunks: Vec<Bytes>,
     len: usize,
     /// The `Content-Length` the response declared, if any: a body that ends short of it is
     /// truncated and must not be stored as complete.
     declared_len: Option<u64>,
-    permit: OwnedSemaphorePermit,
+    reservation: Reservation,
 }
 
 impl WritePlan {
-    /// Starts recording a response with head `parts`, if a write permit is free and the store is
-    /// not known to be down.
-    pub(crate) fn start(self, parts: &response::Parts) -> Option<WriteBack> {
-        let permit = match self.shared.breaker.is_open() {
-            true => None,
-            false => self.shared.writes.clone().try_acquire_owned().ok(),
-        };
-        let Some(permit) = permit else {
-            Counters::bump(&self.shared.counters.writes_dropped);
-            return None;
-        };
+    /// Starts recording a response with head `parts` and a body of `size` (exact, when known),
+    /// if the write budget has room and the store is not known to be down.
+    pub(crate) fn start(self, parts: &response::Parts, size: SizeHint) -> Option<WriteBack> {
         let hop = connection_tokens(&parts.headers);
-        let headers = parts
+        let headers: HeaderMap = parts
             .headers
             .iter()
             .filter(|(name, _)| header_is_stored(name, &hop))
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
+        let head_len = head_len(&headers);
+        let declared_len = content_length(&parts.headers);
+        let known = declared_len.or(size.exact()).map(saturating_usize);
+        let needed = match known {
+            Some(body) => peak(head_len, self.identity.len(), body),
+            None => head_len,
+        };
+        let reservation = match self.runtime.breaker.is_open() {
+            true => None,
+            false => self.runtime.writes.reserve(needed),
+        };
+        let Some(reservation) = reservation else {
+            Counters::bump(&self.runtime.counters.writes_dropped);
+            return None;
+        };
         Some(WriteBack {
             plan: self,
             status: parts.status,
             headers,
+            head_len,
             chunks: Vec::new(),
             len: 0,
-            declared_len: content_length(&parts.headers),
-            permit,
+            declared_len,
+            reservation,
         })
     }
 }
 
 impl WriteBack {
-    /// Records one data frame; `false` once the body is over the limit (stop recording).
+    /// Records one data frame; `false` once the body is over the limit or the budget has no
+    /// room for it (stop recording).
     pub(crate) fn push(&mut self, data: &Bytes) -> bool {
         self.len += data.len();
         if self.len > self.plan.max_body {
+            return false;
+        }
+        if !self.cover(self.head_len + self.len) {
             return false;
         }
         if !data.is_empty() {
@@ -87,8 +109,18 @@ impl WriteBack {
         true
     }
 
+    /// Grows the reservation to at least `bytes`; `false` (counted as dropped) if it cannot.
+    fn cover(&mut self, bytes: usize) -> bool {
+        let held = self.reservation.bytes();
+        if bytes <= held || self.reservation.grow(bytes - held) {
+            return true;
+        }
+        Counters::bump(&self.plan.runtime.counters.writes_dropped);
+        false
+    }
+
     /// The body is complete: encode the entry and store it in the background.
-    pub(crate) fn finish(self) {
+    pub(crate) fn finish(mut self) {
         if self
             .declared_len
             .is_some_and(|declared| declared != self.len as u64)
@@ -98,32 +130,39 @@ impl WriteBack {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let body = match self.chunks.len() {
+        if !self.cover(peak(self.head_len, self.plan.identity.len(), self.len)) {
+            return;
+        }
+        let Self {
+            plan,
+            status,
+            headers,
+            chunks,
+            len,
+            mut reservation,
+            ..
+        } = self;
+        let body = match chunks.len() {
             0 => Bytes::new(),
-            1 => self.chunks.into_iter().next().unwrap_or_default(),
+            1 => chunks.into_iter().next().unwrap_or_default(),
             _ => {
-                let mut body = BytesMut::with_capacity(self.len);
-                self.chunks.iter().for_each(|c| body.extend_from_slice(c));
+                let mut body = BytesMut::with_capacity(len);
+                chunks.iter().for_each(|c| body.extend_from_slice(c));
                 body.freeze()
             }
         };
-        let plan = self.plan;
-        let entry = Entry {
-            status: self.status,
-            headers: self.headers,
-            body,
-            stored_at: SystemTime::now(),
-            ttl: plan.ttl,
-            identity: plan.identity,
-        };
-        let permit = self.permit;
+        let entry = Entry::new(status, headers, body)
+            .with_stored_at(SystemTime::now())
+            .with_ttl(plan.ttl)
+            .with_identity(Bytes::copy_from_slice(&plan.identity));
+        let encoded = entry.encode();
+        drop(entry);
+        // Only the encoded entry is held from here on.
+        reservation.shrink(reservation.bytes().saturating_sub(encoded.len()));
         runtime.spawn(async move {
-            let shared = plan.shared;
-            let write = shared
-                .settings
-                .store
-                .set(plan.key.as_str(), entry.encode(), plan.ttl);
-            // A store that never answers must not hold its write permit forever.
+            let runtime = plan.runtime;
+            let write = runtime.store.set(plan.key.as_str(), encoded, plan.ttl);
+            // A store that never answers must not hold its share of the budget forever.
             let result = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                 Ok(result) => result,
                 Err(_) => Err(StoreError::new(
@@ -131,14 +170,37 @@ impl WriteBack {
                     "write-back timed out",
                 )),
             };
-            drop(permit);
+            drop(reservation);
             match result {
-                Ok(()) => Counters::bump(&shared.counters.writes),
+                Ok(()) => Counters::bump(&runtime.counters.writes),
                 Err(error) => {
-                    Counters::bump(&shared.counters.write_errors);
+                    Counters::bump(&runtime.counters.write_errors);
                     tracing::debug!(key = %plan.key, %error, "cache write-back failed");
                 }
             }
         });
     }
+}
+
+/// The most a write-back holds at once: head and body recorded, plus their encoded entry.
+fn peak(head_len: usize, identity_len: usize, body_len: usize) -> usize {
+    let recorded = head_len.saturating_add(body_len);
+    recorded
+        .saturating_add(ENTRY_OVERHEAD + identity_len)
+        .saturating_add(recorded)
+}
+
+fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The bytes of an encoded entry beyond its identity, headers and body.
+const ENTRY_OVERHEAD: usize = 4 + 8 + 8 + 2 + 4 + 2 + 4;
+
+/// What a response head's stored headers take, as the entry encodes them.
+fn head_len(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| 6 + name.as_str().len() + value.len())
+        .sum()
 }

@@ -1,4 +1,7 @@
 //! Cache keys: `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}`.
+//!
+//! A leaf: nothing here knows of policies, request rules or stores. `keying.rs` is the glue
+//! that turns a request on a route into its key.
 
 mod canonical;
 mod encode;
@@ -8,11 +11,8 @@ mod variant;
 pub use entity::{Entity, MAX_ENTITY_LEN};
 pub use variant::Variant;
 
-use crate::{policy::Policy, storable::query_pairs};
-use bytes::Bytes;
 use encode::push_encoded;
-use http::{request::Parts, Method};
-use sha2::{Digest, Sha256};
+use http::request::Parts;
 use std::fmt;
 
 /// Builds the cache keys of one deployment: `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}`.
@@ -87,53 +87,6 @@ impl KeyFactory {
         key.push_str(":{");
         key
     }
-}
-
-/// The key of a request on a route, and its identity: the digest of the exact inputs (method,
-/// path and variant encoding) that a stored entry must match to answer it.
-///
-/// `key_start` is [`KeyFactory::start`] followed by the encoded entity.
-pub(crate) fn request_key(
-    key_start: String,
-    policy: &Policy,
-    stored_method: &Method,
-    parts: &Parts,
-    body: &[u8],
-) -> (CacheKey, Bytes) {
-    let mut variant = Variant::new().json_body(body);
-    if !body.is_empty() {
-        // The media type decides how a handler reads the body (axum's `Json` refuses anything
-        // but JSON): it is keyed whenever there is a body.
-        if let Some(media_type) = parts.headers.get(http::header::CONTENT_TYPE) {
-            variant = variant.header(&http::header::CONTENT_TYPE, media_type.as_bytes());
-        }
-    }
-    if policy.keys_method() {
-        variant = variant.method(stored_method);
-    }
-    for (name, value) in query_pairs(parts.uri.query()) {
-        if policy.vary_query.iter().any(|n| n.as_bytes() == name) {
-            variant = variant.query(name, value);
-        }
-    }
-    for name in &policy.vary_headers {
-        for value in parts.headers.get_all(name) {
-            variant = variant.header(name, value.as_bytes());
-        }
-    }
-    let encoded = variant.encode();
-    let key = CacheKey::finish(key_start, &variant, &encoded);
-    // The identity is a SHA-256 digest, not the inputs themselves: entries stay small and hold
-    // no keyed credential, and equal digests for different inputs are out of reach.
-    // The method is always part of the identity: two routes sharing a namespace must never
-    // answer a POST with a GET's entry, even where the key leaves the method out.
-    let mut identity = Sha256::new();
-    identity.update([stored_method.as_str().len() as u8]);
-    identity.update(stored_method.as_str().as_bytes());
-    identity.update((request_path(parts).len() as u64).to_be_bytes());
-    identity.update(request_path(parts).as_bytes());
-    identity.update(&encoded);
-    (key, Bytes::copy_from_slice(&identity.finalize()))
 }
 
 /// The path the client asked for: axum's `OriginalUri` when a router nested this route (its

@@ -9,7 +9,7 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 
 use bytes::Bytes;
-use std::{fmt, future::Future, pin::Pin, time::Duration};
+use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
 
 /// The future a [`Store`] returns.
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
@@ -18,6 +18,36 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 ///
 /// Implementations must be cheap to call concurrently; the cache bounds every call it waits
 /// for with its own lookup timeout, and treats every error as a miss.
+///
+/// The trait grows by provided methods only: what later versions ask of a store (invalidation,
+/// change tracking) comes with a default implementation, so a store written against this
+/// version keeps compiling. `Arc<S>` and `Box<S>` of a store (`Arc<dyn Store>` included) are
+/// stores too.
+///
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use bytes::Bytes;
+/// use tower_redis_cache::{MemoryStore, Store, StoreFuture};
+///
+/// /// A store that logs every lookup, around another store.
+/// struct Logged<S>(S);
+///
+/// impl<S: Store> Store for Logged<S> {
+///     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+///         println!("GET {key}");
+///         self.0.get(key)
+///     }
+///     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
+///         self.0.set(key, value, ttl)
+///     }
+///     fn delete(&self, key: &str) -> StoreFuture<bool> {
+///         self.0.delete(key)
+///     }
+/// }
+///
+/// let chosen_at_run_time: Arc<dyn Store> = Arc::new(Logged(MemoryStore::default()));
+/// # let _ = chosen_at_run_time;
+/// ```
 pub trait Store: Send + Sync + 'static {
     /// Reads the value under `key`; `Ok(None)` when there is none.
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>>;
@@ -27,6 +57,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes `key`; `Ok(true)` when it existed.
     fn delete(&self, key: &str) -> StoreFuture<bool>;
+}
+
+impl<S: Store + ?Sized> Store for Arc<S> {
+    fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+        (**self).get(key)
+    }
+
+    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
+        (**self).set(key, value, ttl)
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<bool> {
+        (**self).delete(key)
+    }
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+        (**self).get(key)
+    }
+
+    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
+        (**self).set(key, value, ttl)
+    }
+
+    fn delete(&self, key: &str) -> StoreFuture<bool> {
+        (**self).delete(key)
+    }
+}
+
+impl fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Store")
+    }
 }
 
 /// Why a store call failed.

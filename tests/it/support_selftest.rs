@@ -1,7 +1,5 @@
-//! Self-tests of the integration-test harness in `tests/support/`: real `redis-server`
+//! Self-tests of the integration-test harness in `tests/it/support/`: real `redis-server`
 //! processes (standalone, cluster, compose settings), the RESP client, and the fault proxy.
-
-mod support;
 
 use std::io;
 use std::net::TcpStream;
@@ -9,8 +7,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::resp::{encode_command, read_reply};
-use support::{
+use crate::support::resp::{encode_command, read_reply};
+use crate::support::{
     compose_redis_args, crc16_xmodem, key_slot, parse_service_command, ProxyMode, RedisCluster,
     RedisServer, Reply, RespConnection, TcpProxy,
 };
@@ -223,7 +221,7 @@ fn missing_redis_server_panics_with_install_hint() {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "start_without_redis_on_path_child",
+            "support_selftest::start_without_redis_on_path_child",
             "--nocapture",
             "--test-threads=1",
         ])

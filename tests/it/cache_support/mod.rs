@@ -1,9 +1,9 @@
-//! HTTP-level helpers shared by the cache integration tests (`tests/cache.rs`,
-//! `tests/storability.rs`): a Redis topology, the [`redis_test!`] macro that runs one test body on
+//! HTTP-level helpers shared by the cache integration tests (`tests/it/cache.rs`,
+//! `tests/it/storability.rs`): a Redis topology, the [`redis_test!`] macro that runs one test body on
 //! a standalone server and on a three-master cluster, a driver that sends a request through an axum
 //! `Router` and reads the whole response, scripted bodies, and bounded polling.
 //!
-//! Include it after the process harness: `mod support; #[macro_use] mod cache_support;`.
+//! Declared in `main.rs` after the process harness, with `#[macro_use]`.
 
 #![allow(dead_code)]
 
@@ -30,7 +30,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tower::ServiceExt;
-use tower_redis_cache::{CacheLayer, Entity, KeyFactory, Policy, RedisStore};
+use tower_redis_cache::{CacheLayer, CacheLayerBuilder, Entity, KeyFactory, Policy, RedisStore};
 
 /// Runs one test body on a standalone server (`<name>::standalone`) and on a three-master
 /// cluster (`<name>::cluster`), as fred's `centralized_test!`/`cluster_test!` do.
@@ -169,12 +169,21 @@ pub async fn connect(redis: &Redis) -> RedisStore {
 /// A cache on `redis` with a lookup timeout generous enough that a loaded test machine never
 /// turns a hit into a timeout miss.
 pub async fn cache(redis: &Redis) -> CacheLayer {
-    CacheLayer::new(connect(redis).await, key_factory()).lookup_timeout(Duration::from_secs(2))
+    cache_builder(redis).await.build().unwrap()
+}
+
+/// The builder of [`cache`], for tests that change more settings.
+pub async fn cache_builder(redis: &Redis) -> CacheLayerBuilder {
+    CacheLayer::builder(connect(redis).await, key_factory()).lookup_timeout(Duration::from_secs(2))
 }
 
 /// Like [`cache`] with a single write permit, which [`assert_nothing_stored`] relies on.
 pub async fn cache_one_write(redis: &Redis) -> CacheLayer {
-    cache(redis).await.max_pending_writes(1)
+    cache_builder(redis)
+        .await
+        .max_pending_writes(1)
+        .build()
+        .unwrap()
 }
 
 /// How many times a handler ran.

@@ -14,17 +14,15 @@
 //! Each scenario prints one markdown row; RELIABILITY.md's table is produced by
 //!
 //! ```text
-//! cargo test --release --test faults -- --nocapture --test-threads=1 2>&1 | grep '^|'
+//! cargo test --release --test it faults:: -- --nocapture --test-threads=1 2>&1 | grep '^|'
 //! ```
-
-mod support;
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use support::load::{entity, expected_body, key_factory, lang, redis_key};
-use support::server::{ephemeral_port, PortChoice};
-use support::{
+use crate::support::load::{entity, expected_body, key_factory, lang, redis_key};
+use crate::support::server::{ephemeral_port, PortChoice};
+use crate::support::{
     serve_app, App, Load, LoadConfig, ProxyMode, RedisServer, Reply, Report, Sample, TcpProxy,
 };
 use tower_redis_cache::{CacheLayer, CacheStats, Entry, RedisStore};
@@ -86,9 +84,11 @@ impl Run {
         keys: u32,
         initial_keys: Option<u32>,
     ) -> Run {
-        let layer = CacheLayer::new(store, key_factory())
+        let layer = CacheLayer::builder(store, key_factory())
             .lookup_timeout(LOOKUP_TIMEOUT)
-            .circuit_breaker(5, Duration::from_secs(1));
+            .circuit_breaker(5, Duration::from_secs(1))
+            .build()
+            .unwrap();
         let app = serve_app(layer, ttl, HANDLER).await;
         let config = LoadConfig {
             keys,
@@ -508,7 +508,7 @@ async fn s6_foreign_and_corrupt_values() {
         assert_eq!(kind, "string", "{key} was not overwritten");
         let stored = redis.get(&key).expect("the rewritten entry");
         let entry = Entry::decode(stored.into()).expect("a valid entry");
-        assert_eq!(entry.body, expected_body(&entity(k), lang(k)).as_bytes());
+        assert_eq!(entry.body(), expected_body(&entity(k), lang(k)).as_bytes());
     }
 
     let (report, _) = run

@@ -8,10 +8,7 @@
 //! Write-backs happen in the background once the client has read a response body to its end,
 //! so tests read whole bodies, then poll (bounded) for the write before expecting a hit.
 
-mod support;
-#[macro_use]
-mod cache_support;
-
+use crate::cache_support::*;
 use axum::{
     body::Body,
     extract::Path,
@@ -21,7 +18,6 @@ use axum::{
     Router,
 };
 use bytes::Bytes;
-use cache_support::*;
 use http_body_util::BodyExt;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use std::time::{Duration, Instant};
@@ -181,8 +177,8 @@ redis_test!(
             assert!(0 < ttl && ttl <= 60_000, "PTTL {key} = {ttl}");
         }
         assert_eq!(
-            support::key_slot(default),
-            support::key_slot(&variant),
+            crate::support::key_slot(default),
+            crate::support::key_slot(&variant),
             "variants of one entity share a hash slot"
         );
 
@@ -362,36 +358,72 @@ redis_test!(
             assert_eq!(reply.text(), format!("match=12345 run={run} config={big}"));
         }
 
-        // Of unknown size (a stream): forwarded intact, not looked up.
-        for run in 5..=6 {
-            let streamed = Frames::new().data("{\"a\":").data(" 1}").into_body();
-            let reply = send(&app, post_req(PREDICTION, streamed)).await;
-            assert_eq!(
-                reply.cache_status(),
-                fwd("bypass; detail=body-size-unknown")
-            );
-            assert_eq!(
-                reply.text(),
-                format!("match=12345 run={run} config={{\"a\": 1}}")
-            );
-        }
+        // Of unknown size (a stream, sent chunked): read up to the limit and keyed like any
+        // other body; the handler gets the same bytes.
+        let streamed = || Frames::new().data("{\"a\":").data(" 1}").into_body();
+        let reply = send(&app, post_req(PREDICTION, streamed())).await;
+        assert_eq!(reply.cache_status(), fwd("uri-miss; stored"));
+        assert_eq!(reply.text(), "match=12345 run=5 config={\"a\": 1}");
+        wait_writes(&layer, 3).await;
+        let reply = send(&app, post_req(PREDICTION, streamed())).await;
+        assert!(reply.cache_status().contains("; hit"), "{reply:?}");
+        assert_eq!(reply.text(), "match=12345 run=5 config={\"a\": 1}");
 
-        // A body that fails while it is read for the key cannot reach the handler any more:
-        // the cache answers 400 itself.
-        let failing = Frames::new().data("{\"a\":").error("client went away");
-        let lying = Frames::new().data("x".repeat(65));
-        for body in [failing.claiming_size(10), lying.claiming_size(10)] {
-            let reply = send(&app, post_req(PREDICTION, body.into_body())).await;
+        // A stream that grows past the limit: forwarded whole (what was read, then the rest),
+        // not stored.
+        let growing = Frames::new()
+            .data("{\"pad\":\"")
+            .data("y".repeat(60))
+            .data("\"}");
+        let reply = send(&app, post_req(PREDICTION, growing.into_body())).await;
+        assert_eq!(reply.cache_status(), fwd("bypass; detail=body-too-large"));
+        let whole = format!("{{\"pad\":\"{}\"}}", "y".repeat(60));
+        assert_eq!(reply.text(), format!("match=12345 run=6 config={whole}"));
+
+        // A body that claims a size within the limit and sends more: the same.
+        let lying = Frames::new().data("x".repeat(65)).claiming_size(10);
+        let reply = send(&app, post_req(PREDICTION, lying.into_body())).await;
+        assert_eq!(reply.cache_status(), fwd("bypass; detail=body-too-large"));
+        assert_eq!(
+            reply.text(),
+            format!("match=12345 run=7 config={}", "x".repeat(65))
+        );
+
+        // A body that fails while it is read for the key: the handler gets what was read and
+        // then the same error, and answers as it would without the cache (axum's `Bytes`
+        // extractor: 400, the handler never runs).
+        for failing in [
+            Frames::new().data("{\"a\":").error("client went away"),
+            Frames::new()
+                .data("{\"a\":")
+                .error("client went away")
+                .claiming_size(10),
+        ] {
+            let reply = send(&app, post_req(PREDICTION, failing.into_body())).await;
             assert_eq!(reply.status, StatusCode::BAD_REQUEST);
             assert_eq!(reply.cache_status(), fwd("bypass; detail=body-error"));
         }
-        assert_eq!(runs.get(), 6, "the handler never saw a partial body");
+        assert_eq!(
+            runs.get(),
+            7,
+            "the handler never saw a failed body as a whole one"
+        );
 
-        assert_eq!(layer.stats().bypasses, 6);
-        let mut expected = vec![prediction_key(odd), prediction_key(&at_limit)];
+        // Request trailers are not keyed: such a request bypasses, trailers and all.
+        let trailing = Frames::new().data("{\"a\": 1}").trailer("x-checksum", "1");
+        let reply = send(&app, post_req(PREDICTION, trailing.into_body())).await;
+        assert_eq!(reply.cache_status(), fwd("bypass; detail=request-trailers"));
+        assert_eq!(reply.text(), "match=12345 run=8 config={\"a\": 1}");
+
+        assert_eq!(layer.stats().bypasses, 7);
+        let mut expected = vec![
+            prediction_key(odd),
+            prediction_key(&at_limit),
+            prediction_key("{\"a\": 1}"),
+        ];
         expected.sort();
         assert_eq!(redis.keys(ALL_KEYS), expected);
-        assert_eq!(layer.stats().writes, 2);
+        assert_eq!(layer.stats().writes, 3);
     }
 );
 
@@ -638,7 +670,10 @@ redis_test!(
         let store = RedisStore::builder(url)
             .build()
             .expect("builds without a server");
-        let layer = CacheLayer::new(store, key_factory()).lookup_timeout(Duration::from_millis(50));
+        let layer = CacheLayer::builder(store, key_factory())
+            .lookup_timeout(Duration::from_millis(50))
+            .build()
+            .unwrap();
         let runs = Runs::default();
         let app = prediction_app(&layer, &runs);
 
@@ -807,19 +842,23 @@ redis_test!(over_the_wire, |redis| async move {
     assert!(hit.header("age").parse::<u64>().is_ok());
     assert_eq!(runs.get(), 1);
 
-    // A chunked request body has no known size: forwarded intact, not looked up.
+    // A chunked request body (no Content-Length) is read and keyed like a sized one: the
+    // same config, sent in two chunks and another member order, is a hit.
     let chunked = Frames::new()
         .data("{\"risk\":")
         .data("\"high\",\"model\":\"v2\"}");
     let reply = fetch(&client, post(chunked.into_body())).await;
-    assert_eq!(
-        reply.cache_status(),
-        fwd("bypass; detail=body-size-unknown")
-    );
-    assert_eq!(
-        reply.text(),
-        r#"match=12345 run=2 config={"risk":"high","model":"v2"}"#
-    );
+    assert!(reply.cache_status().contains("; hit"), "{reply:?}");
+    assert_eq!(reply.body, miss.body);
+
+    // One that grows past the limit reaches the handler whole, over the wire too.
+    let big = format!("{{\"pad\":\"{}\"}}", "z".repeat(70 * 1024));
+    let growing = Frames::new()
+        .data(big[..40 * 1024].to_owned())
+        .data(big[40 * 1024..].to_owned());
+    let reply = fetch(&client, post(growing.into_body())).await;
+    assert_eq!(reply.cache_status(), fwd("bypass; detail=body-too-large"));
+    assert_eq!(reply.text(), format!("match=12345 run=2 config={big}"));
 
     // HEAD over the wire: the GET entry's head, no body.
     let markets = format!("{base}{MARKETS}");

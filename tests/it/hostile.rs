@@ -9,8 +9,7 @@
 //! Several of these tests began as reports of defects in `src/` (the fuzz targets in `fuzz/`
 //! found one of them); they stay as regression tests.
 
-mod support;
-
+use crate::support::{RedisServer, Reply as RespReply};
 use axum::{
     body::Body,
     extract::{Query, Request},
@@ -35,7 +34,6 @@ use std::{
     task::{Context, Poll},
     time::{Duration, SystemTime},
 };
-use support::{RedisServer, Reply as RespReply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_redis_cache::{
@@ -129,7 +127,10 @@ async fn setup() -> Setup {
     let store = RedisStore::connect(&redis.url())
         .await
         .expect("connect to the test redis");
-    let cache = CacheLayer::new(store, keys()).lookup_timeout(Duration::from_secs(2));
+    let cache = CacheLayer::builder(store, keys())
+        .lookup_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
     Setup {
         redis,
         cache,
@@ -390,48 +391,98 @@ async fn bodies_over_the_limit_reach_the_handler_intact_and_are_not_stored() {
     assert_eq!(s.all_keys().len(), 1);
 }
 
+/// A body of unknown size (streamed, chunked) is read up to the limit and keyed like any other;
+/// one that grows past the limit reaches the handler whole and is not stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streamed_bodies_of_unknown_size_bypass_and_arrive_intact() {
+async fn streamed_bodies_of_unknown_size_are_keyed_and_arrive_intact() {
     let s = setup().await;
     let app = s.pred_app(pred());
-    let big = noise(100_000);
-    let cases: [&[&[u8]]; 3] = [
+    let at_limit = noise(LIMIT);
+    let keyed: [&[&[u8]]; 3] = [
         &[b"{\"a\":", b"1}"],
         &[b"", b"x"],
-        &[&big[..50_000], &big[50_000..]],
+        &[
+            &at_limit[..100],
+            &at_limit[100..LIMIT - 1],
+            &at_limit[LIMIT - 1..],
+        ],
     ];
-    for chunks in cases {
+    for chunks in keyed {
+        let sent: Vec<u8> = chunks.concat();
+        let body = || Chunks::body(chunks, SizeHint::default(), false);
+        let first = s
+            .send(&app, post_req("/matches/1/prediction", body()))
+            .await;
+        assert_eq!(first.status, StatusCode::OK);
+        assert!(first.stored(), "{}", first.cache_status());
+        assert!(first.echoed_body() == &sent[..], "streamed body altered");
+        let second = s
+            .send(&app, post_req("/matches/1/prediction", body()))
+            .await;
+        assert!(second.hit(), "{}", second.cache_status());
+        assert!(second.echoed_body() == &sent[..], "streamed body altered");
+    }
+    assert_eq!(s.redis.dbsize(), 3);
+
+    let big = noise(100_000);
+    let growing: [&[&[u8]]; 3] = [
+        &[&big[..50_000], &big[50_000..]],
+        &[&big[..LIMIT], b"y"],
+        &[b"{", &big[..LIMIT], b"}", b"more"],
+    ];
+    for chunks in growing {
         let sent: Vec<u8> = chunks.concat();
         for _ in 0..2 {
             let body = Chunks::body(chunks, SizeHint::default(), false);
             let r = s.send(&app, post_req("/matches/1/prediction", body)).await;
             assert_eq!(r.status, StatusCode::OK);
-            assert!(r.bypass("body-size-unknown"), "{}", r.cache_status());
-            assert!(r.echoed_body() == &sent[..], "streamed body altered");
+            assert!(r.bypass("body-too-large"), "{}", r.cache_status());
+            assert!(r.echoed_body() == &sent[..], "growing body altered");
         }
     }
-    assert_eq!(s.redis.dbsize(), 0);
+    assert_eq!(s.redis.dbsize(), 3, "a body past the limit was stored");
 }
 
-/// A body whose size hint promises at most the limit but that delivers more (or fails) has
-/// been partly consumed when the cache notices; the cache answers 400 itself, never 500.
-/// (Only a hand-written body can lie this way: hyper enforces `Content-Length`.)
+/// A body whose size hint promises at most the limit but that delivers more, or that fails, has
+/// been partly read when the cache notices: the handler gets what was read and then the rest
+/// (or the same error), exactly as without the cache, and nothing is stored. Never a 500 of
+/// the cache's making. (Only a hand-written body can lie this way: hyper enforces
+/// `Content-Length`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lying_or_failing_bodies_are_a_400_never_a_500_nor_stored() {
+async fn lying_or_failing_bodies_reach_the_handler_as_they_are_never_stored() {
     let s = setup().await;
     let app = s.pred_app(pred());
     let over = noise(LIMIT + 1);
     let lying = Chunks::body(&[b"{}", &over], SizeHint::with_exact(2), false);
     let r = s.send(&app, post_req("/matches/1/prediction", lying)).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.bypass("body-error"), "{}", r.cache_status());
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.bypass("body-too-large"), "{}", r.cache_status());
+    assert!(
+        r.echoed_body() == &[&b"{}"[..], &over].concat()[..],
+        "lying body altered"
+    );
 
-    let failing = Chunks::body(&[b"{\"a\":"], SizeHint::with_exact(10), true);
-    let r = s
-        .send(&app, post_req("/matches/1/prediction", failing))
-        .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.bypass("body-error"), "{}", r.cache_status());
+    // The handler's own extractor (axum's `Bytes`) turns the body error into its 400.
+    let handler = post(|body: Bytes| async move { body });
+    let direct = Chunks::body(&[b"{\"a\":"], SizeHint::with_exact(10), true);
+    let without_cache = Router::new()
+        .route("/matches/{id}/prediction", handler.clone())
+        .oneshot(post_req("/matches/1/prediction", direct))
+        .await
+        .unwrap();
+    let app = Router::new().route(
+        "/matches/{id}/prediction",
+        handler.route_layer(s.cache.policy(pred())),
+    );
+    for size in [SizeHint::with_exact(10), SizeHint::default()] {
+        let failing = Chunks::body(&[b"{\"a\":"], size, true);
+        let r = s
+            .send(&app, post_req("/matches/1/prediction", failing))
+            .await;
+        assert_eq!(r.status, without_cache.status());
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert!(r.bypass("body-error"), "{}", r.cache_status());
+    }
     assert_eq!(s.redis.dbsize(), 0);
 }
 
@@ -1182,15 +1233,11 @@ fn encoded_entry(identity: &[u8], body: &'static [u8], headers: &[(&str, &str)])
             HeaderValue::from_str(value).unwrap(),
         );
     }
-    Entry {
-        status: StatusCode::OK,
-        headers: map,
-        body: Bytes::from_static(body),
-        stored_at: SystemTime::now(),
-        ttl: Duration::from_secs(60),
-        identity: Bytes::copy_from_slice(identity),
-    }
-    .encode()
+    Entry::new(StatusCode::OK, map, Bytes::from_static(body))
+        .with_stored_at(SystemTime::now())
+        .with_ttl(Duration::from_secs(60))
+        .with_identity(Bytes::copy_from_slice(identity))
+        .encode()
 }
 
 /// What sits under a request's key before it is asked for: garbage, another version, a
@@ -1310,10 +1357,10 @@ async fn a_planted_huge_header_count_is_a_miss_not_a_panic() {
 // Over real HTTP/1.1: hyper's view of body sizes
 // ---------------------------------------------------------------------------------------------
 
-/// A chunked request body has no known size: bypassed, delivered intact. A `Content-Length`
-/// body within the limit is keyed; one over it is bypassed and delivered intact.
+/// A chunked request body and a `Content-Length` one with the same bytes have one key; either
+/// over the limit is bypassed and delivered intact; a chunked body with trailers bypasses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_http_chunked_bodies_bypass_and_sized_ones_are_keyed() {
+async fn over_http_chunked_and_sized_bodies_are_keyed_alike() {
     let s = setup().await;
     let app = s.pred_app(pred());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1331,18 +1378,15 @@ async fn over_http_chunked_bodies_bypass_and_sized_ones_are_keyed() {
     let chunked = format!("{head}Transfer-Encoding: chunked\r\n\r\n7\r\n{{\"a\":1}}\r\n0\r\n\r\n");
     let response = exchange(addr, chunked.into_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("detail=body-size-unknown"), "{response}");
-    assert!(response.ends_with("\n\n{\"a\":1}"), "{response}");
-
-    let sized = format!("{head}Content-Length: 7\r\n\r\n{{\"a\":1}}");
-    let response = exchange(addr, sized.clone().into_bytes()).await;
     assert!(response.contains("; stored"), "{response}");
+    assert!(response.ends_with("\n\n{\"a\":1}"), "{response}");
     for _ in 0..200 {
         if s.cache.stats().writes == 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let sized = format!("{head}Content-Length: 7\r\n\r\n{{\"a\":1}}");
     let response = exchange(addr, sized.into_bytes()).await;
     assert!(response.contains("; hit"), "{response}");
     assert!(response.ends_with("\n\n{\"a\":1}"), "{response}");
@@ -1352,6 +1396,26 @@ async fn over_http_chunked_bodies_bypass_and_sized_ones_are_keyed() {
     let response = exchange(addr, over.into_bytes()).await;
     assert!(response.contains("detail=body-too-large"), "{response}");
     assert!(response.ends_with(&format!("\n\n{big}")));
+
+    let (first, rest) = big.split_at(LIMIT / 2);
+    let chunked_over = format!(
+        "{head}Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{first}\r\n{:x}\r\n{rest}\r\n0\r\n\r\n",
+        first.len(),
+        rest.len()
+    );
+    let response = exchange(addr, chunked_over.into_bytes()).await;
+    assert!(response.contains("detail=body-too-large"), "{response}");
+    assert!(
+        response.ends_with(&format!("\n\n{big}")),
+        "chunked body altered"
+    );
+
+    let trailing = format!(
+        "{head}Transfer-Encoding: chunked\r\nTrailer: x-checksum\r\n\r\n7\r\n{{\"b\":1}}\r\n0\r\nx-checksum: 1\r\n\r\n"
+    );
+    let response = exchange(addr, trailing.into_bytes()).await;
+    assert!(response.contains("detail=request-trailers"), "{response}");
+    assert!(response.ends_with("\n\n{\"b\":1}"), "{response}");
     server.abort();
 }
 

@@ -5,10 +5,7 @@
 //! `assert_nothing_stored` (see `cache_support`) sends a storable request after the ones under
 //! test and checks that it got the write permit and that its entry is the only key in Redis.
 
-mod support;
-#[macro_use]
-mod cache_support;
-
+use crate::cache_support::*;
 use axum::{
     body::Body,
     extract::Request,
@@ -17,7 +14,6 @@ use axum::{
     routing::get,
     Router,
 };
-use cache_support::*;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 use tower_redis_cache::{CacheLayer, Entity, Policy};

@@ -5,8 +5,6 @@
 //! Every test starts its own servers (killed on drop) and runs under an overall deadline; every
 //! failing connect must fail within its connection timeout, never hang.
 
-mod support;
-
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -27,9 +25,9 @@ use tower_redis_cache::{
 };
 use tracing_subscriber::util::SubscriberInitExt;
 
-use support::server::{ephemeral_port, percent_encode};
-use support::tls::{TestPki, TlsRedis};
-use support::RedisServer;
+use crate::support::server::{ephemeral_port, percent_encode};
+use crate::support::tls::{TestPki, TlsRedis};
+use crate::support::RedisServer;
 
 /// The server password: distinctive, so a leak cannot hide behind a common word.
 const PASSWORD: &str = "Sup3r-Secr3t-Pw";
@@ -124,8 +122,14 @@ fn cached_app(cache: &CacheLayer, runs: Arc<AtomicU64>) -> Router {
 /// A layer on `store` with keys `monps:sec:v1:…` and a lookup timeout generous enough for TLS
 /// under a loaded test run.
 fn layer(store: impl Store) -> CacheLayer {
-    CacheLayer::new(store, KeyFactory::new("monps", "sec", "v1"))
-        .lookup_timeout(Duration::from_secs(1))
+    layer_with_timeout(store, Duration::from_secs(1))
+}
+
+fn layer_with_timeout(store: impl Store, lookup_timeout: Duration) -> CacheLayer {
+    CacheLayer::builder(store, KeyFactory::new("monps", "sec", "v1"))
+        .lookup_timeout(lookup_timeout)
+        .build()
+        .unwrap()
 }
 
 async fn send(app: &Router, path: &str) -> (Response<Body>, String) {
@@ -711,7 +715,7 @@ async fn logs_never_show_credentials() {
         let rejected = store_builder(&redis_url("", WRONG_PASSWORD, port))
             .build()
             .unwrap();
-        let cache = layer(rejected).lookup_timeout(Duration::from_millis(200));
+        let cache = layer_with_timeout(rejected, Duration::from_millis(200));
         let app = cached_app(&cache, Arc::default());
         for i in 0..3 {
             let (response, status) = send(&app, &format!("/items/{i}")).await;
@@ -725,7 +729,7 @@ async fn logs_never_show_credentials() {
             .connect()
             .await
             .unwrap();
-        let cache = layer(store).lookup_timeout(Duration::from_millis(200));
+        let cache = layer_with_timeout(store, Duration::from_millis(200));
         let app = cached_app(&cache, Arc::default());
         let (response, _) = send(&app, "/items/1").await;
         body_text(response).await;

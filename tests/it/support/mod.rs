@@ -1,6 +1,6 @@
 //! Shared integration-test harness: real Redis processes and network faults.
 //!
-//! Every `tests/*.rs` file includes this with `mod support;` and uses only parts of it, hence the
+//! Every module of `tests/it` uses only parts of it, hence the
 //! crate-wide `allow`s below.
 //!
 //! * [`RedisServer`] — a `redis-server` child process on a free loopback port, with a raw RESP

@@ -2,8 +2,7 @@
 //! of the `redis` service's `command`, the settings DESIGN.md asks for are checked on the live
 //! server, and the cache works against it with the password from the URL.
 
-mod support;
-
+use crate::support::RedisServer;
 use axum::{body::Body, http::Request, routing::get, Router};
 use std::{
     sync::{
@@ -12,7 +11,6 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use support::RedisServer;
 use tower::ServiceExt;
 use tower_redis_cache::{CacheLayer, Entity, KeyFactory, Policy, RedisStore};
 

@@ -1,0 +1,108 @@
+//! Looking a key up in the store, bounded by the lookup timeout, and what the answer means: a
+//! fresh entry for this very request, or a miss and why.
+
+use crate::{
+    breaker::Admission,
+    entry::Entry,
+    key::CacheKey,
+    keying::Identity,
+    runtime::Runtime,
+    stats::Counters,
+    status::{CacheStatus, Fwd},
+    store::{StoreError, StoreErrorKind, StoreFuture},
+};
+use bytes::Bytes;
+use pin_project_lite::pin_project;
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+use tokio::time::Sleep;
+
+pin_project! {
+    /// One store lookup, failed as a timeout at its deadline.
+    pub(crate) struct Lookup {
+        found: StoreFuture<Option<Bytes>>,
+        // Registered with the timer only if the store does not answer at once.
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl Lookup {
+    pub(crate) fn start(runtime: &Runtime, key: &CacheKey) -> Self {
+        Self {
+            found: runtime.store.get(key.as_str()),
+            deadline: tokio::time::sleep(runtime.lookup_timeout),
+        }
+    }
+}
+
+impl Future for Lookup {
+    type Output = Result<Option<Bytes>, StoreError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(found) = this.found.as_mut().poll(cx) {
+            return Poll::Ready(found);
+        }
+        ready!(this.deadline.poll(cx));
+        Poll::Ready(Err(StoreError::new(
+            StoreErrorKind::Timeout,
+            "lookup timed out",
+        )))
+    }
+}
+
+/// What a lookup found for one request.
+pub(crate) enum Resolution {
+    /// An entry that answers this request.
+    Fresh(Entry),
+    /// Nothing usable: forward, with this `Cache-Status`.
+    Miss(CacheStatus),
+}
+
+/// Reports the lookup's outcome to the breaker and the counters, and decides whether `found`
+/// answers the request with `identity`.
+pub(crate) fn resolve(
+    found: Result<Option<Bytes>, StoreError>,
+    runtime: &Runtime,
+    admission: Admission,
+    key: &CacheKey,
+    identity: &Identity,
+) -> Resolution {
+    let counters = &runtime.counters;
+    match &found {
+        Err(error) if error.is_outage() => runtime.breaker.on_failure(admission),
+        // The store answered (perhaps with an error about this one key, such as a wrong-type
+        // value that the write-back will overwrite): it is up.
+        _ => runtime.breaker.on_success(),
+    }
+    let miss = |status: CacheStatus| {
+        Counters::bump(&counters.misses);
+        Resolution::Miss(status)
+    };
+    let bytes = match found {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return miss(CacheStatus::forward(Fwd::UriMiss)),
+        Err(error) => {
+            Counters::bump(&counters.lookup_errors);
+            tracing::debug!(%key, %error, "cache lookup failed; treated as a miss");
+            return miss(CacheStatus::forward(Fwd::Miss).with_detail(error.detail()));
+        }
+    };
+    let entry = match Entry::decode(bytes) {
+        Ok(entry) => entry,
+        Err(error) => {
+            Counters::bump(&counters.bad_entries);
+            tracing::debug!(%key, %error, "unreadable cache entry; overwriting");
+            return miss(CacheStatus::forward(Fwd::Miss).with_detail("bad-entry"));
+        }
+    };
+    if entry.identity[..] != identity[..] {
+        return miss(CacheStatus::forward(Fwd::VaryMiss));
+    }
+    Counters::bump(&counters.hits);
+    Resolution::Fresh(entry)
+}

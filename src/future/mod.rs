@@ -1,0 +1,317 @@
+//! [`ResponseFuture`]: a small dispatcher over the steps of one request.
+//!
+//! A keyed request reads its body ([`read_body`]), is keyed (`keying.rs`) and looked up
+//! ([`lookup`]); a hit is answered (`respond.rs`), anything else is forwarded to the inner
+//! service and finished ([`forward`]): `Cache-Status`, and recording for the store.
+
+mod forward;
+mod lookup;
+mod read_body;
+
+use crate::{
+    body::ResponseBody,
+    breaker::Admission,
+    key::CacheKey,
+    keying::{request_key, Identity},
+    policy::Policy,
+    request_body::RequestBody,
+    respond,
+    rules::request::Bypass,
+    runtime::Runtime,
+    stats::Counters,
+    status::{CacheStatus, Fwd},
+    write_back::WritePlan,
+};
+use bytes::Bytes;
+use forward::Finish;
+use http::{request, Method, Request, Response};
+use http_body::Body;
+use lookup::{resolve, Lookup, Resolution};
+use pin_project_lite::pin_project;
+use read_body::{BodyRead, ReadBody};
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+    time::SystemTime,
+};
+use tower_service::Service;
+
+pin_project! {
+    /// Response future for [`Cache`](crate::Cache).
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<RequestBody<ReqBody>>>,
+        ReqBody: Body,
+    {
+        #[pin]
+        state: State<S, ReqBody>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, ReqBody>
+    where
+        S: Service<Request<RequestBody<ReqBody>>>,
+        ReqBody: Body,
+    {
+        // Reading the request body (bounded) to key it.
+        ReadBody {
+            read: ReadBody<ReqBody>,
+            keyed: Option<Keyed<S>>,
+        },
+        // Waiting for the store, at most until the lookup timeout.
+        Lookup {
+            #[pin]
+            lookup: Lookup,
+            pending: Option<Pending<S, ReqBody>>,
+        },
+        // Waiting for the inner service; `finish` is `None` for requests the route does not cache.
+        Forward {
+            #[pin]
+            future: S::Future,
+            finish: Option<Finish>,
+        },
+    }
+}
+
+/// A request on a cached route that is to be keyed: what `call` hands its future.
+pub(crate) struct Keyed<S> {
+    /// The service that passed `poll_ready`.
+    pub(crate) service: S,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) policy: Arc<Policy>,
+    /// The method the request's entry is stored under (`GET` for `HEAD`).
+    pub(crate) stored_method: Method,
+    /// The key up to and including the encoded entity.
+    pub(crate) key_start: String,
+    pub(crate) parts: request::Parts,
+}
+
+/// A keyed request waiting for its lookup.
+struct Pending<S, ReqBody: Body> {
+    service: S,
+    runtime: Arc<Runtime>,
+    policy: Arc<Policy>,
+    request: Request<RequestBody<ReqBody>>,
+    key: CacheKey,
+    identity: Identity,
+    admission: Admission,
+}
+
+impl<S, ReqBody> ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<RequestBody<ReqBody>>>,
+    ReqBody: Body,
+{
+    /// A request the route does not cache: the inner future, untouched.
+    pub(crate) fn passthrough(future: S::Future) -> Self {
+        Self::from(State::Forward {
+            future,
+            finish: None,
+        })
+    }
+
+    /// A request on a cached route forwarded without a lookup, reported with `status`.
+    pub(crate) fn forwarded(future: S::Future, runtime: Arc<Runtime>, status: CacheStatus) -> Self {
+        Self::from(State::forwarded(future, runtime, status))
+    }
+
+    /// A request to key: reads its body if it has one, then looks it up.
+    pub(crate) fn keyed(keyed: Keyed<S>, body: ReqBody, read_body: bool) -> Self {
+        if read_body {
+            let limit = keyed.policy.max_request_body;
+            return Self::from(State::ReadBody {
+                read: ReadBody::new(body, limit),
+                keyed: Some(keyed),
+            });
+        }
+        Self::from(State::look_up(keyed, RequestBody::untouched(body), &[]))
+    }
+
+    fn from(state: State<S, ReqBody>) -> Self {
+        Self { state }
+    }
+}
+
+impl<S, ReqBody> State<S, ReqBody>
+where
+    S: Service<Request<RequestBody<ReqBody>>>,
+    ReqBody: Body,
+{
+    fn forwarded(future: S::Future, runtime: Arc<Runtime>, status: CacheStatus) -> Self {
+        State::Forward {
+            future,
+            finish: Some(Finish {
+                runtime,
+                status,
+                store: None,
+            }),
+        }
+    }
+
+    /// Keys the request (`body_bytes` is its whole body) and starts its lookup, unless the
+    /// circuit breaker says to skip the store: then no key work is done at all.
+    fn look_up(keyed: Keyed<S>, body: RequestBody<ReqBody>, body_bytes: &[u8]) -> Self {
+        let Keyed {
+            mut service,
+            runtime,
+            policy,
+            stored_method,
+            key_start,
+            parts,
+        } = keyed;
+        let admission = runtime.breaker.admit();
+        if admission == Admission::Denied {
+            Counters::bump(&runtime.counters.misses);
+            Counters::bump(&runtime.counters.circuit_open);
+            let future = service.call(Request::from_parts(parts, body));
+            let status = CacheStatus::forward(Fwd::Miss).with_detail("circuit-open");
+            return State::forwarded(future, runtime, status);
+        }
+        let (key, identity) = request_key(key_start, &policy, &stored_method, &parts, body_bytes);
+        State::Lookup {
+            lookup: Lookup::start(&runtime, &key),
+            pending: Some(Pending {
+                service,
+                runtime,
+                policy,
+                request: Request::from_parts(parts, body),
+                key,
+                identity,
+                admission,
+            }),
+        }
+    }
+
+    /// Calls the inner service for a looked-up request that was not a hit.
+    fn forward(pending: Pending<S, ReqBody>, status: CacheStatus) -> Self {
+        let Pending {
+            mut service,
+            runtime,
+            policy,
+            request,
+            key,
+            identity,
+            ..
+        } = pending;
+        // HEAD is answered from GET entries but never stored: its response has no body.
+        let store = (request.method() != Method::HEAD).then(|| {
+            let plan = WritePlan {
+                runtime: runtime.clone(),
+                key,
+                identity,
+                ttl: policy.ttl,
+                max_body: policy.max_response_body,
+            };
+            (policy, plan)
+        });
+        State::Forward {
+            future: service.call(request),
+            finish: Some(Finish {
+                runtime,
+                status,
+                store,
+            }),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ReqBody: Body,
+    ResBody: Body<Data = Bytes>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::ReadBody { read, keyed } => {
+                    let read = ready!(read.poll_read(cx));
+                    let keyed = keyed.take().expect("polled after completion");
+                    match read {
+                        BodyRead::Complete(bytes) => {
+                            let body = RequestBody::replayed(bytes.clone(), None, None, None);
+                            State::look_up(keyed, body, &bytes)
+                        }
+                        BodyRead::Unkeyable(body, reason) => unkeyable(keyed, body, reason),
+                    }
+                }
+                StateProj::Lookup { lookup, pending } => {
+                    let found = ready!(lookup.poll(cx));
+                    let pending = pending.take().expect("polled after completion");
+                    let runtime = &pending.runtime;
+                    match resolve(
+                        found,
+                        runtime,
+                        pending.admission,
+                        &pending.key,
+                        &pending.identity,
+                    ) {
+                        Resolution::Fresh(entry) => {
+                            let head = pending.request.method() == Method::HEAD;
+                            let response =
+                                respond::hit(entry, head, SystemTime::now(), &runtime.name);
+                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
+                        }
+                        Resolution::Miss(status) => State::forward(pending, status),
+                    }
+                }
+                StateProj::Forward { future, finish } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(match finish.take() {
+                        Some(finish) => finish.finish(response),
+                        None => response.map(ResponseBody::inner),
+                    }));
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+/// A request whose body cannot be keyed: forwarded with what was read and the rest.
+fn unkeyable<S, ReqBody>(
+    keyed: Keyed<S>,
+    body: RequestBody<ReqBody>,
+    reason: Bypass,
+) -> State<S, ReqBody>
+where
+    S: Service<Request<RequestBody<ReqBody>>>,
+    ReqBody: Body,
+{
+    let Keyed {
+        mut service,
+        runtime,
+        parts,
+        ..
+    } = keyed;
+    Counters::bump(&runtime.counters.bypasses);
+    let future = service.call(Request::from_parts(parts, body));
+    let status = CacheStatus::forward(Fwd::Bypass).with_detail(reason.detail());
+    State::forwarded(future, runtime, status)
+}
+
+impl<S, ReqBody> fmt::Debug for ResponseFuture<S, ReqBody>
+where
+    S: Service<Request<RequestBody<ReqBody>>>,
+    ReqBody: Body,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::ReadBody { .. } => "reading the request body",
+            State::Lookup { .. } => "looking up",
+            State::Forward { finish: None, .. } => "passing through",
+            State::Forward { .. } => "waiting for the inner service",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

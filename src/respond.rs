@@ -1,0 +1,37 @@
+//! Responses the cache makes itself: a hit rebuilt from its entry, with `Age`, an exact
+//! `Content-Length` and `Cache-Status`.
+
+use crate::{
+    entry::Entry,
+    status::{CacheStatus, CACHE_STATUS},
+};
+use bytes::Bytes;
+use http::{header, HeaderValue, Response};
+use std::time::SystemTime;
+
+/// The response for a hit on `entry` at `now`, from the cache called `name`; without a body for
+/// a `HEAD` request.
+pub(crate) fn hit(
+    entry: Entry,
+    head: bool,
+    now: SystemTime,
+    name: &str,
+) -> Response<Option<Bytes>> {
+    let age = entry.age(now).as_secs();
+    let ttl = entry.remaining_ttl(now).as_secs();
+    let Entry {
+        status,
+        mut headers,
+        body,
+        ..
+    } = entry;
+    headers.reserve(3);
+    // The stored body is complete, so its length is exact (and right for HEAD, which has none).
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.append(CACHE_STATUS, CacheStatus::Hit { ttl }.header_value(name));
+    let mut response = Response::new((!head).then_some(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}

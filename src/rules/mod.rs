@@ -1,0 +1,6 @@
+//! The rules of what may be cached: which requests may be answered from the cache (and why
+//! others bypass it) and which responses may be stored. Pure functions over request and
+//! response heads; the rules live here and nowhere else.
+
+pub(crate) mod request;
+pub(crate) mod response;

@@ -1,0 +1,33 @@
+//! What every route of one [`CacheLayer`](crate::CacheLayer) shares at run time: the store, the
+//! key factory, the lookup deadline, the circuit breaker, the write budget and the counters.
+//! Built once by [`CacheLayerBuilder::build`](crate::CacheLayerBuilder::build).
+
+use crate::{
+    breaker::CircuitBreaker, key::KeyFactory, stats::Counters, store::Store,
+    write_budget::WriteBudget,
+};
+use std::{fmt, sync::Arc, time::Duration};
+
+/// The shared state of one layer and every copy of it made by `policy(..)`.
+pub(crate) struct Runtime {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: KeyFactory,
+    /// The cache's name in `Cache-Status`, an RFC 8941 token.
+    pub(crate) name: String,
+    pub(crate) lookup_timeout: Duration,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) writes: Arc<WriteBudget>,
+    pub(crate) counters: Counters,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("keys", &self.keys)
+            .field("name", &self.name)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .field("breaker", &self.breaker)
+            .field("writes", &self.writes)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,32 @@
+//! The integration tests of `tower-redis-cache`, in one test binary so that `cargo test` compiles
+//! and links the shared harness once (as fred's `tests/integration` does).
+//!
+//! Every module starts its own `redis-server` processes (standalone, a three-master cluster, the
+//! `compose.yaml` settings) on free loopback ports; none touches a server on 6379. Run one area
+//! with a filter: `cargo test --test it faults::`.
+//!
+//! - [`support`]: the process harness (Redis servers and clusters, the fault proxy, the load
+//!   generator of the fault scenarios); [`cache_support`]: HTTP helpers and `redis_test!`.
+//! - [`cache`]: misses and hits, keys, TTLs, HEAD, bodies, paths, topologies.
+//! - [`storability`]: what is never stored.
+//! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
+//! - [`hostile`]: hostile input. [`security`]: TLS, credentials, logs.
+//! - [`keys`]: canonical keys against the reference canonicaliser.
+//! - [`request_path`]: any request body, hyper and tower-http interop, the builder, the breaker
+//!   before body work, write-backs bounded by bytes.
+//! - [`compose`]: `compose.yaml`'s settings on a live server.
+//! - [`support_selftest`]: the harness itself.
+
+mod support;
+#[macro_use]
+mod cache_support;
+
+mod cache;
+mod compose;
+mod faults;
+mod hostile;
+mod keys;
+mod request_path;
+mod security;
+mod storability;
+mod support_selftest;
