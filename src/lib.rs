@@ -82,6 +82,7 @@
 //! - `tls` (default): `rediss://` URLs, through rustls.
 //! - `axum` (default): reads axum's `OriginalUri`, so routes inside `Router::nest` are keyed and
 //!   checked by their full path.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]

@@ -117,8 +117,9 @@ impl Policy {
         self
     }
 
-    /// The largest request body read to key a request; a larger (or unsized) body bypasses the
-    /// cache and reaches the inner service untouched.
+    /// The largest request body read to key a request. A body declared larger bypasses the
+    /// cache unread; one of unknown size (chunked) is read up to the limit and keyed, and one
+    /// that grows past it reaches the inner service whole and is not cached.
     pub fn max_request_body(mut self, bytes: usize) -> Self {
         self.max_request_body = bytes;
         self

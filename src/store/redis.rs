@@ -107,6 +107,7 @@ impl RedisStoreBuilder {
     /// Trusts the CA certificates in the PEM file at `path` (instead of the system's roots) for
     /// `rediss://` connections.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.tls.ca_file = Some(path.into());
         self
@@ -115,6 +116,7 @@ impl RedisStoreBuilder {
     /// Presents the client certificate chain in `cert` with the private key in `key` (PEM
     /// files) for `rediss://` servers that require client authentication.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn tls_client_auth(
         mut self,
         cert: impl Into<std::path::PathBuf>,
