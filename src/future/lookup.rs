@@ -9,50 +9,16 @@ use crate::{
     runtime::Runtime,
     stats::Counters,
     status::{CacheStatus, Fwd},
-    store::{StoreError, StoreErrorKind, StoreFuture},
+    store::{StoreError, StoreFuture},
 };
 use bytes::Bytes;
-use pin_project_lite::pin_project;
-use std::{
-    future::Future,
-    pin::Pin,
-    task::{ready, Context, Poll},
-};
-use tokio::time::Sleep;
 
-pin_project! {
-    /// One store lookup, failed as a timeout at its deadline.
-    pub(crate) struct Lookup {
-        found: StoreFuture<Option<Bytes>>,
-        // Registered with the timer only if the store does not answer at once.
-        #[pin]
-        deadline: Sleep,
-    }
-}
-
-impl Lookup {
-    pub(crate) fn start(runtime: &Runtime, key: &CacheKey) -> Self {
-        Self {
-            found: runtime.store.get(key.as_str()),
-            deadline: tokio::time::sleep(runtime.lookup_timeout),
-        }
-    }
-}
-
-impl Future for Lookup {
-    type Output = Result<Option<Bytes>, StoreError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if let Poll::Ready(found) = this.found.as_mut().poll(cx) {
-            return Poll::Ready(found);
-        }
-        ready!(this.deadline.poll(cx));
-        Poll::Ready(Err(StoreError::new(
-            StoreErrorKind::Timeout,
-            "lookup timed out",
-        )))
-    }
+/// One store lookup, bounded by the lookup timeout (the store keeps the deadline: fred as its
+/// command timeout, the default `get_within` with a timer).
+pub(crate) fn look_up(runtime: &Runtime, key: &CacheKey) -> StoreFuture<Option<Bytes>> {
+    runtime
+        .store
+        .get_within(key.as_str(), runtime.lookup_timeout)
 }
 
 /// What a lookup found for one request.

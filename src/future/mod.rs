@@ -20,13 +20,14 @@ use crate::{
     runtime::Runtime,
     stats::Counters,
     status::{CacheStatus, Fwd},
+    store::StoreFuture,
     write_back::WritePlan,
 };
 use bytes::Bytes;
 use forward::Finish;
 use http::{request, Method, Request, Response};
 use http_body::Body;
-use lookup::{resolve, Lookup, Resolution};
+use lookup::{look_up, resolve, Resolution};
 use pin_project_lite::pin_project;
 use read_body::{BodyRead, ReadBody};
 use std::{
@@ -65,8 +66,7 @@ pin_project! {
         },
         // Waiting for the store, at most until the lookup timeout.
         Lookup {
-            #[pin]
-            lookup: Lookup,
+            lookup: StoreFuture<Option<Bytes>>,
             pending: Option<Pending<S, ReqBody>>,
         },
         // Waiting for the inner service; `finish` is `None` for requests the route does not cache.
@@ -174,7 +174,7 @@ where
         }
         let (key, identity) = request_key(key_start, &policy, &stored_method, &parts, body_bytes);
         State::Lookup {
-            lookup: Lookup::start(&runtime, &key),
+            lookup: look_up(&runtime, &key),
             pending: Some(Pending {
                 service,
                 runtime,
@@ -244,7 +244,7 @@ where
                     }
                 }
                 StateProj::Lookup { lookup, pending } => {
-                    let found = ready!(lookup.poll(cx));
+                    let found = ready!(lookup.as_mut().poll(cx));
                     let pending = pending.take().expect("polled after completion");
                     let runtime = &pending.runtime;
                     match resolve(

@@ -52,6 +52,19 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the value under `key`; `Ok(None)` when there is none.
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>>;
 
+    /// Reads the value under `key`, failing with [`StoreErrorKind::Timeout`] once `timeout` has
+    /// passed: the cache's lookups. The default bounds [`get`](Self::get) with a timer of its
+    /// own; a store that can bound its calls itself (or answers at once) overrides it.
+    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
+        let get = self.get(key);
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, get).await {
+                Ok(found) => found,
+                Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, "lookup timed out")),
+            }
+        })
+    }
+
     /// Writes `value` under `key`, to expire after `ttl`.
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()>;
 
@@ -62,6 +75,10 @@ pub trait Store: Send + Sync + 'static {
 impl<S: Store + ?Sized> Store for Arc<S> {
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
         (**self).get(key)
+    }
+
+    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
+        (**self).get_within(key, timeout)
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
@@ -76,6 +93,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
 impl<S: Store + ?Sized> Store for Box<S> {
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
         (**self).get(key)
+    }
+
+    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
+        (**self).get_within(key, timeout)
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {

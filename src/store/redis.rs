@@ -11,13 +11,17 @@ use fred::{
         Builder, Expiration,
     },
 };
+use socket2::TcpKeepalive;
 use std::{fmt, time::Duration};
 
 /// A [`Store`] on Redis (standalone or Cluster) through a small pool of `fred` clients.
 ///
 /// Always configured so that no call waits forever: a command timeout (fred otherwise waits for
-/// a reconnect without limit), a connection timeout, an unresponsive-connection check and a
-/// reconnect policy that never gives up. Values travel as [`Bytes`] both ways.
+/// a reconnect without limit), a connection timeout, TCP keepalive and `TCP_USER_TIMEOUT` (so a
+/// peer that vanished is noticed by the kernel and the connection rebuilt) and a reconnect
+/// policy that never gives up. Values travel as [`Bytes`] both ways. A lookup through the cache
+/// ([`Store::get_within`]) runs with the lookup timeout as its command timeout, so it costs one
+/// timer, not two.
 ///
 /// URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS, with the `tls`
 /// feature), `redis-cluster://[[user]:password@]host:port?node=host:port&node=…`,
@@ -59,7 +63,7 @@ impl RedisStore {
             tls: Default::default(),
             command_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(2),
-            pool_size: 2,
+            pool_size: 1,
         }
     }
 
@@ -98,7 +102,13 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How many connections (per server) share the load (default 2).
+    /// How many connections (per server) share the load (default 1).
+    ///
+    /// One connection is the fastest under load: fred pipelines every concurrent command onto
+    /// it, so Redis reads many commands per system call; commands spread over more connections
+    /// are pipelined less deeply and cost Redis (and the app) more CPU per command
+    /// (BENCHMARKS.md, "Under load"). More connections help only when single commands are very
+    /// large.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
         self
@@ -204,9 +214,16 @@ impl RedisStoreBuilder {
                 c.internal_command_timeout = self.connection_timeout;
                 c.max_command_attempts = 2;
                 c.tcp.nodelay = Some(true);
-                c.unresponsive.max_timeout =
-                    Some(self.command_timeout.max(Duration::from_millis(200)) * 2);
-                c.unresponsive.interval = self.command_timeout.max(Duration::from_millis(100)) / 2;
+                // Dead peers are found by the kernel, at no cost per command. (fred's own
+                // unresponsive check would do it too, but arms a new timer on every turn of
+                // its router loop: a timer per command under load.)
+                c.tcp.keepalive = Some(
+                    TcpKeepalive::new()
+                        .with_time(Duration::from_secs(10))
+                        .with_interval(Duration::from_secs(2))
+                        .with_retries(3),
+                );
+                c.tcp.user_timeout = Some(self.command_timeout.max(Duration::from_millis(500)) * 2);
             })
             .with_performance_config(|p| p.default_command_timeout = self.command_timeout)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
@@ -286,23 +303,35 @@ fn map_error(error: &FredError) -> StoreError {
 }
 
 /// Per-command options: while a connection is down, fail at once (a miss) instead of queueing
-/// behind the reconnect.
-fn fail_fast() -> Options {
+/// behind the reconnect; `timeout` replaces the command timeout.
+fn fail_fast(timeout: Option<Duration>) -> Options {
     Options {
         fail_fast: true,
+        timeout,
         ..Options::default()
+    }
+}
+
+impl RedisStore {
+    fn get_with(&self, key: &str, timeout: Option<Duration>) -> StoreFuture<Option<Bytes>> {
+        let client = self.pool.next_connected().with_options(&fail_fast(timeout));
+        let key = key.to_owned();
+        Box::pin(async move { client.get(key).await.map_err(|e| map_error(&e)) })
     }
 }
 
 impl Store for RedisStore {
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        let client = self.pool.next_connected().with_options(&fail_fast());
-        let key = key.to_owned();
-        Box::pin(async move { client.get(key).await.map_err(|e| map_error(&e)) })
+        self.get_with(key, None)
+    }
+
+    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
+        // A zero timeout would mean "none" to fred.
+        self.get_with(key, Some(timeout.max(Duration::from_millis(1))))
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-        let client = self.pool.next_connected().with_options(&fail_fast());
+        let client = self.pool.next_connected().with_options(&fail_fast(None));
         let key = key.to_owned();
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         Box::pin(async move {
@@ -314,7 +343,7 @@ impl Store for RedisStore {
     }
 
     fn delete(&self, key: &str) -> StoreFuture<bool> {
-        let client = self.pool.next_connected().with_options(&fail_fast());
+        let client = self.pool.next_connected().with_options(&fail_fast(None));
         let key = key.to_owned();
         Box::pin(async move {
             client
