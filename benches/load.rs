@@ -41,7 +41,8 @@
 //! `recv` calls, which that file does not count). Each round's figures are divided by the floor's of the same round. The
 //! report is a markdown table of medians over rounds (ratios with their p25–p75), the load
 //! average at start and end, and each variant's own counters (hits, misses, ...) against the
-//! requests wrk made, so the table is known to be all hits.
+//! requests wrk made, so the table is known to be all hits (read before and after every run too,
+//! to count the runs that were not).
 //!
 //! # Why CPU per request
 //!
@@ -62,7 +63,10 @@
 //! - `LOAD_ROUNDS` (default 10): rounds.
 //! - `LOAD_SECS` (default 5): seconds of each wrk run.
 //! - `LOAD_CONNECTIONS` (default 64): wrk's connections (always 2 wrk threads).
-//! - `LOAD_VARIANTS` (default `layer,layer-pool1,floor,memory`): comma-separated variants.
+//! - `LOAD_VARIANTS` (default `layer,layer-pool2,floor,memory`): comma-separated variants. A
+//!   variant written `base:<variant>` is served by another build of this bench, the binary at
+//!   `LOAD_BASE_BIN` (for example the commit before a change, with this file copied in), so a
+//!   before and an after are measured side by side in one interleaved run.
 //!
 //! About `2 + R × variants × (secs + 1)` seconds: ~4 min with the defaults. Needs
 //! `redis-server` and `wrk` on `PATH` (Debian: `apt-get install redis-server wrk`) and Linux's
@@ -106,6 +110,9 @@ use std::{
     time::{Duration, Instant},
 };
 use tower_redis_cache::{CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore};
+
+/// The prefix of a variant served by the baseline build (`LOAD_BASE_BIN`).
+const BASE_PREFIX: &str = "base:";
 
 /// The hot paths wrk requests, uniformly.
 const PATHS: usize = 100;
@@ -477,6 +484,8 @@ struct Sample {
     redis_cmds_per_req: f64,
     redis_reads_per_req: f64,
     app_writes_per_req: f64,
+    /// Requests the variant did not answer from the cache during the run (its own counters).
+    non_hits: u64,
 }
 
 fn run() {
@@ -485,7 +494,7 @@ fn run() {
         secs: env_or("LOAD_SECS", 5),
         connections: env_or("LOAD_CONNECTIONS", 64),
         variants: std::env::var("LOAD_VARIANTS")
-            .unwrap_or_else(|_| "layer,layer-pool1,floor,memory".to_owned())
+            .unwrap_or_else(|_| "layer,layer-pool2,floor,memory".to_owned())
             .split(',')
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
@@ -493,7 +502,11 @@ fn run() {
     };
     assert!(settings.rounds > 0 && settings.secs > 0 && settings.connections >= 2);
     assert!(!settings.variants.is_empty(), "LOAD_VARIANTS is empty");
-    let kinds: Vec<Kind> = settings.variants.iter().map(|v| Kind::parse(v)).collect();
+    let kinds: Vec<Kind> = settings
+        .variants
+        .iter()
+        .map(|v| Kind::parse(v.strip_prefix(BASE_PREFIX).unwrap_or(v)))
+        .collect();
     check_wrk();
     let (ticks, ticks_note) = clock_ticks();
     let load_start = load_average();
@@ -525,7 +538,7 @@ fn run() {
             let sample = measure(&servers[index], &redis, &lua, &settings, ticks);
             eprintln!(
                 "round {:>2}/{}: {:<12} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  \
-                 app {:>6.1} µs/req  redis {:>5.1} µs/req  redis cmds/read {:>5.2}",
+                 app {:>6.1} µs/req  redis {:>5.1} µs/req  redis cmds/read {:>5.2}  non-hits {}",
                 round + 1,
                 settings.rounds,
                 servers[index].name,
@@ -535,6 +548,7 @@ fn run() {
                 sample.app_us_per_req,
                 sample.redis_us_per_req,
                 sample.redis_cmds_per_req / sample.redis_reads_per_req.max(f64::MIN_POSITIVE),
+                sample.non_hits,
             );
             samples[index].push(sample);
         }
@@ -556,7 +570,10 @@ fn run() {
     );
     let _ = writeln!(
         report,
-        "- figures: medians over rounds; ratios: median [p25–p75] of the per-round ratio to `floor`\n"
+        "- figures: medians over rounds; ratios: median [p25–p75] of the per-round ratio to `floor`; \
+         runs with non-hits: runs in which the variant's own counters saw a miss or bypass (a \
+         lookup over the 50 ms lookup timeout, or the circuit breaker it opened), whose figures \
+         mix in handler calls\n"
     );
     report.push_str(&main_table(&settings.variants, &samples));
     report.push('\n');
@@ -644,9 +661,9 @@ fn main_table(names: &[String], samples: &[Vec<Sample>]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| variant | req/s | p50 | p99 | app µs/req | redis µs/req | req/s ÷ floor | app CPU/req ÷ floor | redis CPU/req ÷ floor |"
+        "| variant | req/s | p50 | p99 | app µs/req | redis µs/req | req/s ÷ floor | app CPU/req ÷ floor | redis CPU/req ÷ floor | runs with non-hits |"
     );
-    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (name, rows) in names.iter().zip(samples) {
         let ratio = |f: fn(&Sample) -> f64| match floor {
             Some(fl) => {
@@ -662,7 +679,7 @@ fn main_table(names: &[String], samples: &[Vec<Sample>]) -> String {
         };
         let _ = writeln!(
             t,
-            "| {name} | {:.0} | {} | {} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {name} | {:.0} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {}/{} |",
             median(rows.iter().map(|s| s.rps)),
             micros(median(rows.iter().map(|s| s.p50_us))),
             micros(median(rows.iter().map(|s| s.p99_us))),
@@ -671,6 +688,8 @@ fn main_table(names: &[String], samples: &[Vec<Sample>]) -> String {
             ratio(|s| s.rps),
             ratio(|s| s.app_us_per_req),
             ratio(|s| s.redis_us_per_req),
+            rows.iter().filter(|s| s.non_hits > 0).count(),
+            rows.len(),
         );
     }
     t
@@ -724,6 +743,7 @@ fn measure(
     settings: &Settings,
     ticks: f64,
 ) -> Sample {
+    let counts_before = server.stats();
     let cmds_before = redis.total_commands();
     let redis_io_before = proc_io(redis.pid());
     let app_io_before = proc_io(server.pid());
@@ -745,6 +765,7 @@ fn measure(
     let app_io = proc_io(server.pid()).minus(app_io_before);
     let redis_io = proc_io(redis.pid()).minus(redis_io_before);
     let cmds = redis.total_commands() - cmds_before;
+    let counts = server.stats().minus(&counts_before);
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -781,6 +802,7 @@ fn measure(
         redis_cmds_per_req: cmds.saturating_sub(1) as f64 / requests,
         redis_reads_per_req: redis_io.reads as f64 / requests,
         app_writes_per_req: app_io.writes as f64 / requests,
+        non_hits: counts.misses + counts.bypasses,
     }
 }
 
@@ -1052,9 +1074,22 @@ struct Server {
 
 impl Server {
     fn start(name: &str, redis_url: &str) -> Server {
-        let exe = std::env::current_exe().expect("the bench's own executable");
+        // `base:<variant>` runs `<variant>` from another build of this bench (`LOAD_BASE_BIN`),
+        // such as the commit before a change: before and after in one interleaved run.
+        let (exe, serve) = match name.strip_prefix(BASE_PREFIX) {
+            Some(variant) => {
+                let bin = std::env::var("LOAD_BASE_BIN").expect(
+                    "LOAD_BASE_BIN: the bench binary of the baseline build, for base: variants",
+                );
+                (PathBuf::from(bin), variant)
+            }
+            None => (
+                std::env::current_exe().expect("the bench's own executable"),
+                name,
+            ),
+        };
         let mut child = Command::new(exe)
-            .env("LOAD_SERVE", name)
+            .env("LOAD_SERVE", serve)
             .env("LOAD_PORT", "0")
             .env("LOAD_REDIS_URL", redis_url)
             .env("LOAD_WATCH_STDIN", "1")

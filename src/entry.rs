@@ -24,6 +24,8 @@ use std::{
 };
 
 const MAGIC: &[u8; 3] = b"TRC";
+/// How many headers a hit adds to the stored ones.
+const HIT_HEADERS: usize = 3;
 const VERSION: u8 = 1;
 
 /// One stored response: status, headers, body, when it was stored and for how long, and the
@@ -190,7 +192,9 @@ impl Entry {
         let identity = r.u32_prefixed()?;
         let count = r.u16()?;
         // The count is untrusted: never let it size an allocation (http panics past its limit).
-        let mut headers = HeaderMap::with_capacity(usize::from(count).min(64));
+        // Room for the three headers a hit adds (`Content-Length`, `Age`, `Cache-Status`), so
+        // serving it does not grow and rehash the map.
+        let mut headers = HeaderMap::with_capacity(usize::from(count).min(64) + HIT_HEADERS);
         for _ in 0..count {
             let name_len = usize::from(r.u16()?);
             let name = r.take(name_len)?;

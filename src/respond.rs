@@ -25,7 +25,7 @@ pub(crate) fn hit(
         body,
         ..
     } = entry;
-    headers.reserve(3);
+    // `Entry::decode` leaves room for these three.
     // The stored body is complete, so its length is exact (and right for HEAD, which has none).
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     headers.insert(header::AGE, HeaderValue::from(age));

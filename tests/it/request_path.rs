@@ -384,3 +384,28 @@ async fn builder_settings_hold_for_every_route() {
         "an invalid name is an error, not ignored"
     );
 }
+
+/// What other middleware asks of the cache's types: a `Default` response body (tower-http's
+/// `TimeoutLayer` makes its own responses with it) and a `Debug` response future.
+#[tokio::test]
+async fn the_future_is_debug_and_the_body_has_a_default() {
+    use http_body::Body as _;
+    use tower::Service;
+    use tower_redis_cache::ResponseBody;
+
+    let empty = ResponseBody::<Full<Bytes>>::default();
+    assert!(empty.is_end_stream());
+    assert_eq!(empty.size_hint().exact(), Some(0));
+
+    let layer = CacheLayer::new(MemoryStore::default(), key_factory());
+    let mut service = ServiceBuilder::new()
+        .layer(layer.policy(Policy::new("d")))
+        .service_fn(|_: Request<RequestBody<Body>>| async {
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"d"))))
+        });
+    let future = service.call(get_req("/d"));
+    let debug = format!("{future:?}");
+    assert!(debug.starts_with("ResponseFuture"), "{debug}");
+    let response = future.await.unwrap();
+    assert_eq!(response.headers()["cache-status"], fwd("uri-miss; stored"));
+}
