@@ -2,6 +2,7 @@
 //! [`Policy`], the request and the key types of `key/`.
 
 use crate::{
+    body_memo::BodyMemo,
     key::{request_path, CacheKey, KeyFactory, Variant},
     policy::Policy,
     rules::request::query_pairs,
@@ -23,16 +24,19 @@ pub(crate) fn key_start(keys: &KeyFactory, policy: &Policy, parts: &Parts) -> Op
 /// The key of a request on a route, and its identity: the digest of the exact inputs (method,
 /// path and variant encoding) that a stored entry must match to answer it.
 ///
-/// `key_start` comes from [`key_start`]; `body` is the request body, read to its end.
+/// `key_start` comes from [`key_start`]; `body` is the request body, read to its end, whose
+/// digest `bodies` remembers.
 pub(crate) fn request_key(
     key_start: String,
     policy: &Policy,
     stored_method: &Method,
     parts: &Parts,
     body: &[u8],
+    bodies: &BodyMemo,
 ) -> (CacheKey, Identity) {
-    let mut variant = Variant::new().json_body(body);
+    let mut variant = Variant::new();
     if !body.is_empty() {
+        variant = variant.body_digest(bodies.digest(body));
         // The media type decides how a handler reads the body (axum's `Json` refuses anything
         // but JSON): it is keyed whenever there is a body.
         if let Some(media_type) = parts.headers.get(header::CONTENT_TYPE) {
@@ -83,7 +87,7 @@ mod tests {
             .lookup_method(&parts.method)
             .expect("a cached method")
             .clone();
-        request_key(start, policy, &method, &parts, body)
+        request_key(start, policy, &method, &parts, body, &BodyMemo::new())
     }
 
     #[test]

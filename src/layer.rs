@@ -1,6 +1,7 @@
 //! [`CacheLayer`] and its builder: configuration only.
 
 use crate::{
+    body_memo::BodyMemo,
     breaker::CircuitBreaker,
     key::KeyFactory,
     policy::Policy,
@@ -190,6 +191,7 @@ impl CacheLayerBuilder {
                 self.max_pending_write_bytes,
             )),
             counters: Counters::default(),
+            bodies: BodyMemo::new(),
         };
         Ok(CacheLayer {
             runtime: Arc::new(runtime),

@@ -88,6 +88,7 @@
 #![deny(unreachable_pub)]
 
 mod body;
+mod body_memo;
 mod breaker;
 mod entry;
 mod future;

@@ -1,9 +1,10 @@
 //! What every route of one [`CacheLayer`](crate::CacheLayer) shares at run time: the store, the
-//! key factory, the lookup deadline, the circuit breaker, the write budget and the counters.
+//! key factory, the lookup deadline, the circuit breaker, the write budget, the counters and the
+//! memo of request-body digests.
 //! Built once by [`CacheLayerBuilder::build`](crate::CacheLayerBuilder::build).
 
 use crate::{
-    breaker::CircuitBreaker, key::KeyFactory, stats::Counters, store::Store,
+    body_memo::BodyMemo, breaker::CircuitBreaker, key::KeyFactory, stats::Counters, store::Store,
     write_budget::WriteBudget,
 };
 use std::{fmt, sync::Arc, time::Duration};
@@ -18,6 +19,8 @@ pub(crate) struct Runtime {
     pub(crate) breaker: CircuitBreaker,
     pub(crate) writes: Arc<WriteBudget>,
     pub(crate) counters: Counters,
+    /// The digests of request bodies seen lately.
+    pub(crate) bodies: BodyMemo,
 }
 
 impl fmt::Debug for Runtime {

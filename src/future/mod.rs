@@ -172,7 +172,14 @@ where
             let status = CacheStatus::forward(Fwd::Miss).with_detail("circuit-open");
             return State::forwarded(future, runtime, status);
         }
-        let (key, identity) = request_key(key_start, &policy, &stored_method, &parts, body_bytes);
+        let (key, identity) = request_key(
+            key_start,
+            &policy,
+            &stored_method,
+            &parts,
+            body_bytes,
+            &runtime.bodies,
+        );
         State::Lookup {
             lookup: look_up(&runtime, &key),
             pending: Some(Pending {

@@ -9,6 +9,7 @@ mod entity;
 mod variant;
 
 pub use entity::{Entity, MAX_ENTITY_LEN};
+pub(crate) use variant::BodyDigest;
 pub use variant::Variant;
 
 use encode::push_encoded;

@@ -2,15 +2,16 @@
 
 use super::canonical::canonicalize;
 use http::{HeaderName, Method};
+use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The inputs that select one variant of a response: the JSON body, allow-listed query
 /// parameters, header values and, where a route caches several methods, the method.
 ///
 /// A variant with no inputs is the `default` variant. Otherwise its id is the hex xxHash3 of an
-/// unambiguous encoding of the inputs: the body in its RFC 8785 canonical form (or, when it is not
-/// valid JSON, its raw bytes in a separate domain), then query parameters and headers sorted by
-/// name, each value kept in the order it was given. Equal inputs give equal ids whatever their
+/// unambiguous encoding of the inputs: the SHA-256 of the body's RFC 8785 canonical form (or,
+/// when it is not valid JSON, of its raw bytes, in a separate domain), then query parameters and
+/// headers sorted by name, each value kept in the order it was given. Equal inputs give equal ids whatever their
 /// order, member order or whitespace; different inputs give different encodings, and every
 /// stored entry carries a SHA-256 digest of the full encoding (with the method and path) that is
 /// compared on every read, so a collision of the 64-bit id can never serve another variant's
@@ -62,15 +63,21 @@ impl Variant {
     ///
     /// An empty body adds nothing. A body that is not valid JSON (or has duplicate member names,
     /// or numbers outside the IEEE 754 range) is keyed by its exact bytes in a separate domain.
-    pub fn json_body(mut self, body: &[u8]) -> Self {
+    pub fn json_body(self, body: &[u8]) -> Self {
         if body.is_empty() {
             return self;
         }
-        let part = match canonicalize(body) {
-            Some(canonical) => Part::new(Domain::JsonBody, Vec::new(), canonical),
-            None => Part::new(Domain::RawBody, Vec::new(), body.to_vec()),
+        self.body_digest(BodyDigest::of(body))
+    }
+
+    /// Adds a request body by its [`BodyDigest`] (what [`json_body`](Self::json_body) computes).
+    pub(crate) fn body_digest(mut self, body: BodyDigest) -> Self {
+        let domain = match body.json {
+            true => Domain::JsonBody,
+            false => Domain::RawBody,
         };
-        self.parts.push(part);
+        self.parts
+            .push(Part::new(domain, Vec::new(), body.digest.to_vec()));
         self
     }
 
@@ -142,6 +149,37 @@ impl Variant {
             push_len_prefixed(&mut out, &part.value);
         }
         out
+    }
+}
+
+/// What a request body enters its variant as: the SHA-256 of its RFC 8785 canonical form, or of
+/// its raw bytes when it is not such a document. A digest rather than the bytes, so that the
+/// variant's encoding stays small whatever the body, and so that the canonical form of a body
+/// seen before can be looked up by the digest of its raw bytes instead of being recomputed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyDigest {
+    json: bool,
+    digest: [u8; 32],
+}
+
+impl BodyDigest {
+    /// The digest of `body`.
+    pub(crate) fn of(body: &[u8]) -> Self {
+        Self::with_raw_digest(body, Sha256::digest(body).into())
+    }
+
+    /// The digest of `body`, whose raw bytes' SHA-256 is `raw` already.
+    pub(crate) fn with_raw_digest(body: &[u8], raw: [u8; 32]) -> Self {
+        match canonicalize(body) {
+            Some(canonical) => Self {
+                json: true,
+                digest: Sha256::digest(&canonical).into(),
+            },
+            None => Self {
+                json: false,
+                digest: raw,
+            },
+        }
     }
 }
 
