@@ -3,6 +3,7 @@
 use crate::{
     body_memo::BodyMemo,
     breaker::CircuitBreaker,
+    deadline::Deadlines,
     key::KeyFactory,
     policy::Policy,
     runtime::Runtime,
@@ -181,6 +182,7 @@ impl CacheLayerBuilder {
             keys: self.keys,
             name: self.name,
             lookup_timeout: self.lookup_timeout,
+            deadlines: Deadlines::new(self.lookup_timeout),
             breaker: CircuitBreaker::new(
                 self.breaker_failures,
                 self.breaker_cooldown,

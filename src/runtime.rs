@@ -1,11 +1,11 @@
 //! What every route of one [`CacheLayer`](crate::CacheLayer) shares at run time: the store, the
-//! key factory, the lookup deadline, the circuit breaker, the write budget, the counters and the
+//! key factory, the lookup timeout and deadlines, the circuit breaker, the write budget, the counters and the
 //! memo of request-body digests.
 //! Built once by [`CacheLayerBuilder::build`](crate::CacheLayerBuilder::build).
 
 use crate::{
-    body_memo::BodyMemo, breaker::CircuitBreaker, key::KeyFactory, stats::Counters, store::Store,
-    write_budget::WriteBudget,
+    body_memo::BodyMemo, breaker::CircuitBreaker, deadline::Deadlines, key::KeyFactory,
+    stats::Counters, store::Store, write_budget::WriteBudget,
 };
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -16,6 +16,8 @@ pub(crate) struct Runtime {
     /// The cache's name in `Cache-Status`, an RFC 8941 token.
     pub(crate) name: String,
     pub(crate) lookup_timeout: Duration,
+    /// The lookups' deadlines, `lookup_timeout` after each starts.
+    pub(crate) deadlines: Deadlines,
     pub(crate) breaker: CircuitBreaker,
     pub(crate) writes: Arc<WriteBudget>,
     pub(crate) counters: Counters,

@@ -1,24 +1,64 @@
-//! Looking a key up in the store, bounded by the lookup timeout, and what the answer means: a
-//! fresh entry for this very request, or a miss and why.
+//! Looking a key up in the store, bounded by the lookup timeout (`deadline.rs`), and what the
+//! answer means: a fresh entry for this very request, or a miss and why.
 
 use crate::{
     breaker::Admission,
+    deadline::Expiry,
     entry::Entry,
     key::CacheKey,
     keying::Identity,
     runtime::Runtime,
     stats::Counters,
     status::{CacheStatus, Fwd},
-    store::{StoreError, StoreFuture},
+    store::{StoreError, StoreErrorKind, StoreFuture},
 };
 use bytes::Bytes;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
 
-/// One store lookup, bounded by the lookup timeout (the store keeps the deadline: fred as its
-/// command timeout, the default `get_within` with a timer).
-pub(crate) fn look_up(runtime: &Runtime, key: &CacheKey) -> StoreFuture<Option<Bytes>> {
-    runtime
-        .store
-        .get_within(key.as_str(), runtime.lookup_timeout)
+/// One store lookup, failed as a timeout at its deadline. The deadline is started only if the
+/// store does not answer at once.
+pub(crate) struct Lookup {
+    found: StoreFuture<Option<Bytes>>,
+    expiry: Option<Arc<Expiry>>,
+}
+
+impl Lookup {
+    pub(crate) fn start(runtime: &Runtime, key: &CacheKey) -> Self {
+        Self {
+            found: runtime.store.lookup(key.as_str()),
+            expiry: None,
+        }
+    }
+
+    /// Polls the store, then the deadline (from `runtime`).
+    pub(crate) fn poll_lookup(
+        &mut self,
+        cx: &mut Context<'_>,
+        runtime: &Runtime,
+    ) -> Poll<Result<Option<Bytes>, StoreError>> {
+        if let Poll::Ready(found) = self.found.as_mut().poll(cx) {
+            return Poll::Ready(found);
+        }
+        let expiry = self.expiry.get_or_insert_with(|| runtime.deadlines.start());
+        if expiry.poll_expired(cx) {
+            return Poll::Ready(Err(StoreError::new(
+                StoreErrorKind::Timeout,
+                "lookup timed out",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        if let Some(expiry) = &self.expiry {
+            expiry.finish();
+        }
+    }
 }
 
 /// What a lookup found for one request.

@@ -20,14 +20,13 @@ use crate::{
     runtime::Runtime,
     stats::Counters,
     status::{CacheStatus, Fwd},
-    store::StoreFuture,
     write_back::WritePlan,
 };
 use bytes::Bytes;
 use forward::Finish;
 use http::{request, Method, Request, Response};
 use http_body::Body;
-use lookup::{look_up, resolve, Resolution};
+use lookup::{resolve, Lookup, Resolution};
 use pin_project_lite::pin_project;
 use read_body::{BodyRead, ReadBody};
 use std::{
@@ -66,7 +65,7 @@ pin_project! {
         },
         // Waiting for the store, at most until the lookup timeout.
         Lookup {
-            lookup: StoreFuture<Option<Bytes>>,
+            lookup: Lookup,
             pending: Option<Pending<S, ReqBody>>,
         },
         // Waiting for the inner service; `finish` is `None` for requests the route does not cache.
@@ -181,7 +180,7 @@ where
             &runtime.bodies,
         );
         State::Lookup {
-            lookup: look_up(&runtime, &key),
+            lookup: Lookup::start(&runtime, &key),
             pending: Some(Pending {
                 service,
                 runtime,
@@ -251,7 +250,8 @@ where
                     }
                 }
                 StateProj::Lookup { lookup, pending } => {
-                    let found = ready!(lookup.as_mut().poll(cx));
+                    let runtime = &pending.as_ref().expect("polled after completion").runtime;
+                    let found = ready!(lookup.poll_lookup(cx, runtime));
                     let pending = pending.take().expect("polled after completion");
                     let runtime = &pending.runtime;
                     match resolve(

@@ -84,11 +84,6 @@ impl Store for MemoryStore {
         Box::pin(std::future::ready(Ok(value)))
     }
 
-    /// Answers at once: no timer needed.
-    fn get_within(&self, key: &str, _timeout: Duration) -> StoreFuture<Option<Bytes>> {
-        self.get(key)
-    }
-
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
         let now = Instant::now();
         let mut entries = self.lock();

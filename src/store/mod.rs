@@ -52,17 +52,11 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the value under `key`; `Ok(None)` when there is none.
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>>;
 
-    /// Reads the value under `key`, failing with [`StoreErrorKind::Timeout`] once `timeout` has
-    /// passed: the cache's lookups. The default bounds [`get`](Self::get) with a timer of its
-    /// own; a store that can bound its calls itself (or answers at once) overrides it.
-    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
-        let get = self.get(key);
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, get).await {
-                Ok(found) => found,
-                Err(_) => Err(StoreError::new(StoreErrorKind::Timeout, "lookup timed out")),
-            }
-        })
+    /// Reads the value under `key` for a cache lookup: like [`get`](Self::get), but the cache
+    /// bounds the wait itself (with its lookup timeout), so the store need not arm a timer of
+    /// its own for the call. The default is `get`.
+    fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+        self.get(key)
     }
 
     /// Writes `value` under `key`, to expire after `ttl`.
@@ -77,8 +71,8 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         (**self).get(key)
     }
 
-    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
-        (**self).get_within(key, timeout)
+    fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+        (**self).lookup(key)
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
@@ -95,8 +89,8 @@ impl<S: Store + ?Sized> Store for Box<S> {
         (**self).get(key)
     }
 
-    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
-        (**self).get_within(key, timeout)
+    fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+        (**self).lookup(key)
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {

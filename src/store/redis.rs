@@ -20,8 +20,8 @@ use std::{fmt, time::Duration};
 /// a reconnect without limit), a connection timeout, TCP keepalive and `TCP_USER_TIMEOUT` (so a
 /// peer that vanished is noticed by the kernel and the connection rebuilt) and a reconnect
 /// policy that never gives up. Values travel as [`Bytes`] both ways. A lookup through the cache
-/// ([`Store::get_within`]) runs with the lookup timeout as its command timeout, so it costs one
-/// timer, not two.
+/// ([`Store::lookup`]) runs without a command timeout of its own: the cache bounds it with its
+/// lookup timeout, without a timer per lookup.
 ///
 /// URLs: `redis://[[user]:password@]host[:port][/db]`, `rediss://…` (TLS, with the `tls`
 /// feature), `redis-cluster://[[user]:password@]host:port?node=host:port&node=…`,
@@ -325,9 +325,10 @@ impl Store for RedisStore {
         self.get_with(key, None)
     }
 
-    fn get_within(&self, key: &str, timeout: Duration) -> StoreFuture<Option<Bytes>> {
-        // A zero timeout would mean "none" to fred.
-        self.get_with(key, Some(timeout.max(Duration::from_millis(1))))
+    fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+        // The cache bounds its lookups itself: no command timeout (zero is none to fred), so no
+        // timer per lookup.
+        self.get_with(key, Some(Duration::ZERO))
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
