@@ -34,19 +34,20 @@
 //! on whether the other vCPU is awake, which moves every ratio; the extra time a hit adds over
 //! the bare GET is the same either way. See BENCHMARKS.md.
 
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use fred::prelude::*;
 use http::{header, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full};
+use redis_server::RedisServer;
 use std::{
     convert::Infallible,
     fmt::Write as _,
     future::{ready, Future, Ready},
     hint::black_box,
-    io::{Read, Write as _},
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -470,84 +471,6 @@ fn json_body(size: usize) -> Bytes {
     }
     assert_eq!(s.len(), size);
     Bytes::from(s)
-}
-
-/// A private `redis-server` child process on a free loopback port, killed on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        // A port freed by the kernel can be taken again before redis binds it: retry.
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-            let child = match child {
-                Ok(child) => child,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                    "redis-server not found on PATH: install it with `apt-get install redis-server`"
-                ),
-                Err(e) => panic!("cannot start redis-server: {e}"),
-            };
-            let mut server = Self { child, port };
-            if server.wait_until_ready() {
-                return server;
-            }
-        }
-        panic!("redis-server did not start on a free loopback port (5 attempts)");
-    }
-
-    /// Waits until the server answers PING; `false` if it exited (port taken) or never answered.
-    fn wait_until_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if self.answers_ping() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn answers_ping(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut reply = [0; 7];
-        stream.write_all(b"PING\r\n").is_ok()
-            && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 criterion_group!(benches, hit);

@@ -66,41 +66,30 @@ pub trait Store: Send + Sync + 'static {
     fn delete(&self, key: &str) -> StoreFuture<bool>;
 }
 
-impl<S: Store + ?Sized> Store for Arc<S> {
-    fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        (**self).get(key)
-    }
+/// A store behind a pointer is a store: `Arc<dyn Store>` chosen at run time, `Box<S>`, ...
+macro_rules! forward_store {
+    ($($pointer:ident),*) => {$(
+        impl<S: Store + ?Sized> Store for $pointer<S> {
+            fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+                (**self).get(key)
+            }
 
-    fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        (**self).lookup(key)
-    }
+            fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
+                (**self).lookup(key)
+            }
 
-    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-        (**self).set(key, value, ttl)
-    }
+            fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
+                (**self).set(key, value, ttl)
+            }
 
-    fn delete(&self, key: &str) -> StoreFuture<bool> {
-        (**self).delete(key)
-    }
+            fn delete(&self, key: &str) -> StoreFuture<bool> {
+                (**self).delete(key)
+            }
+        }
+    )*};
 }
 
-impl<S: Store + ?Sized> Store for Box<S> {
-    fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        (**self).get(key)
-    }
-
-    fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        (**self).lookup(key)
-    }
-
-    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-        (**self).set(key, value, ttl)
-    }
-
-    fn delete(&self, key: &str) -> StoreFuture<bool> {
-        (**self).delete(key)
-    }
-}
+forward_store!(Arc, Box);
 
 impl fmt::Debug for dyn Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
