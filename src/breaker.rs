@@ -78,11 +78,20 @@ impl CircuitBreaker {
         }
     }
 
-    /// Whether the breaker is open and cooling down: every lookup would be denied. Unlike
-    /// [`admit`](Self::admit) it never takes the probe, so it can be asked before any work.
+    /// Whether a lookup now would be denied: open and cooling down, or half-open with the
+    /// probe out. Unlike [`admit`](Self::admit) it never takes the probe, so it can be asked
+    /// before any work.
     pub(crate) fn is_denying(&self) -> bool {
         let open_until = self.open_until.load(Ordering::Acquire);
-        open_until != 0 && self.now_ms() < open_until
+        if open_until == 0 {
+            return false;
+        }
+        let now = self.now_ms();
+        if now < open_until {
+            return true;
+        }
+        let started = self.probe_started.load(Ordering::Acquire);
+        started != 0 && now.saturating_sub(started) < millis(self.probe_timeout)
     }
 
     /// Whether writes should skip the store (it is open or half-open).
@@ -164,6 +173,7 @@ mod tests {
         assert!(!b.is_denying(), "cooled down: a probe may go");
         assert!(!b.is_denying(), "asking does not take the probe");
         assert_eq!(b.admit(), Admission::Probe);
+        assert!(b.is_denying(), "the probe is out");
         assert_eq!(b.admit(), Admission::Denied, "one probe at a time");
         b.on_failure(Admission::Probe);
         assert_eq!(b.admit(), Admission::Denied, "failed probe reopens");

@@ -3,8 +3,9 @@
 //! Every lookup of a layer has the same timeout, so their deadlines come due in the order the
 //! lookups started: a queue suffices, and one sweeper task per layer, waking at most once per
 //! [`slack`](Deadlines::slack), expires whatever has come due. A lookup pays for an `Arc` and a
-//! push under an uncontended lock, where a Tokio timer per lookup (or fred's per-command
-//! timeout) cost a few percent of the CPU of a hit under load (BENCHMARKS.md). A lookup that
+//! push under one short lock shared by the layer's lookups, where a Tokio timer per lookup (or
+//! fred's per-command timeout) cost a few percent of the CPU of a hit under load
+//! (BENCHMARKS.md). A lookup that
 //! the store answers at once (an in-process store) pays nothing.
 
 use std::{
@@ -56,6 +57,11 @@ impl Deadlines {
         }
     }
 
+    /// The timeout each deadline is set at.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.shared.timeout
+    }
+
     /// How late a deadline may be noticed.
     #[cfg(test)]
     pub(crate) fn slack(&self) -> Duration {
@@ -65,7 +71,11 @@ impl Deadlines {
     /// Starts the deadline of a lookup that is starting now.
     pub(crate) fn start(&self) -> Arc<Expiry> {
         let expiry = Arc::new(Expiry::default());
-        let due = Instant::now() + self.shared.timeout;
+        let now = Instant::now();
+        // A timeout too large to add (`Duration::MAX` for "none") is as good as a year.
+        let due = now
+            .checked_add(self.shared.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
         let was_empty = {
             let mut queue = lock(&self.shared.queue);
             queue.push_back((due, expiry.clone()));
@@ -85,8 +95,13 @@ impl Deadlines {
             self.shared.sweeping.store(false, Ordering::Release);
             return;
         };
+        // Made before spawning: a task the runtime drops before polling it still clears it.
+        let running = Running(Arc::downgrade(&self.shared));
         let (shared, wake) = (Arc::downgrade(&self.shared), self.wake.clone());
-        runtime.spawn(sweep(shared, wake));
+        runtime.spawn(async move {
+            let _running = running;
+            sweep(shared, wake).await;
+        });
     }
 }
 
@@ -97,19 +112,20 @@ impl Drop for Deadlines {
     }
 }
 
-/// Expires lookups as their deadlines come due, until the layer is dropped.
-async fn sweep(shared: Weak<Shared>, wake: Arc<Notify>) {
-    /// Marks the sweeper gone however it ends (the runtime may drop it), so the next lookup
-    /// starts another.
-    struct Running(Weak<Shared>);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            if let Some(shared) = self.0.upgrade() {
-                shared.sweeping.store(false, Ordering::Release);
-            }
+/// Marks the sweeper gone however its task ends (the runtime may drop it, even unpolled), so
+/// the next lookup starts another.
+struct Running(Weak<Shared>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.sweeping.store(false, Ordering::Release);
         }
     }
-    let _running = Running(shared.clone());
+}
+
+/// Expires lookups as their deadlines come due, until the layer is dropped.
+async fn sweep(shared: Weak<Shared>, wake: Arc<Notify>) {
     let mut last_sweep = Instant::now();
     loop {
         let notified = wake.notified();

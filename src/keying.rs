@@ -3,7 +3,7 @@
 
 use crate::{
     body_memo::BodyMemo,
-    key::{request_path, CacheKey, KeyFactory, Variant},
+    key::{request_path, CacheKey, Variant},
     policy::Policy,
     rules::request::query_pairs,
 };
@@ -15,9 +15,11 @@ use sha2::{Digest, Sha256};
 pub(crate) type Identity = [u8; 32];
 
 /// The key up to and including the encoded entity (`{prefix}{namespace}:{entity`), or `None`
-/// when the request has no usable entity.
-pub(crate) fn key_start(keys: &KeyFactory, policy: &Policy, parts: &Parts) -> Option<String> {
-    let mut key = keys.start(&policy.namespace);
+/// when the request has no usable entity; `route_prefix` is `KeyFactory::start` of the route's
+/// namespace.
+pub(crate) fn key_start(route_prefix: &str, policy: &Policy, parts: &Parts) -> Option<String> {
+    let mut key = String::with_capacity(route_prefix.len() + 48);
+    key.push_str(route_prefix);
     policy.entity.push_encoded(parts, &mut key).then_some(key)
 }
 
@@ -76,13 +78,13 @@ pub(crate) fn request_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::Entity;
+    use crate::key::{Entity, KeyFactory};
     use http::Request;
 
     fn key_of(policy: &Policy, req: Request<()>, body: &[u8]) -> (CacheKey, Identity) {
         let keys = KeyFactory::new("a", "b", "c");
         let (parts, ()) = req.into_parts();
-        let start = key_start(&keys, policy, &parts).expect("an entity");
+        let start = key_start(&keys.start(&policy.namespace), policy, &parts).expect("an entity");
         let method = policy
             .lookup_method(&parts.method)
             .expect("a cached method")

@@ -141,8 +141,8 @@ impl CacheLayerBuilder {
     }
 
     /// Opens the circuit breaker after `failures` consecutive failed or timed-out lookups:
-    /// for `cooldown`, requests skip the store entirely (no round trip, no key work, no
-    /// write-back; answered by the inner service with `Cache-Status: …; fwd=miss;
+    /// for `cooldown`, requests skip the store entirely (no round trip, no body read or
+    /// canonicalisation, no write-back; answered by the inner service with `Cache-Status: …; fwd=miss;
     /// detail=circuit-open`), then one request at a time probes it until one succeeds.
     /// Default: 5 failures, 1 s.
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
@@ -181,7 +181,6 @@ impl CacheLayerBuilder {
             store: self.store,
             keys: self.keys,
             name: self.name,
-            lookup_timeout: self.lookup_timeout,
             deadlines: Deadlines::new(self.lookup_timeout),
             breaker: CircuitBreaker::new(
                 self.breaker_failures,

@@ -53,7 +53,7 @@
 //!    parameter, a body declared larger than the limit, no entity) is forwarded with
 //!    `Cache-Status: …; fwd=bypass; detail=…`.
 //! 2. **Breaker.** While the circuit breaker is open (the store failed repeatedly), requests go
-//!    straight to the inner service: no body read, no key work, no round trip
+//!    straight to the inner service: no body read, no canonicalisation, no round trip
 //!    ([`CacheLayerBuilder::circuit_breaker`]).
 //! 3. **Key.** `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}` — see [`KeyFactory`] and
 //!    [`Variant`]. A body, sized or streamed, is read up to the limit; the inner service gets the

@@ -7,7 +7,11 @@ use crate::{
     body_memo::BodyMemo, breaker::CircuitBreaker, deadline::Deadlines, key::KeyFactory,
     stats::Counters, store::Store, write_budget::WriteBudget,
 };
-use std::{fmt, sync::Arc, time::Duration};
+use crate::{
+    rules::request::Bypass,
+    status::{CacheStatus, Fwd},
+};
+use std::{fmt, sync::Arc};
 
 /// The shared state of one layer and every copy of it made by `policy(..)`.
 pub(crate) struct Runtime {
@@ -15,8 +19,7 @@ pub(crate) struct Runtime {
     pub(crate) keys: KeyFactory,
     /// The cache's name in `Cache-Status`, an RFC 8941 token.
     pub(crate) name: String,
-    pub(crate) lookup_timeout: Duration,
-    /// The lookups' deadlines, `lookup_timeout` after each starts.
+    /// The lookups' deadlines, the lookup timeout after each starts.
     pub(crate) deadlines: Deadlines,
     pub(crate) breaker: CircuitBreaker,
     pub(crate) writes: Arc<WriteBudget>,
@@ -30,9 +33,26 @@ impl fmt::Debug for Runtime {
         f.debug_struct("Runtime")
             .field("keys", &self.keys)
             .field("name", &self.name)
-            .field("lookup_timeout", &self.lookup_timeout)
+            .field("lookup_timeout", &self.deadlines.timeout())
             .field("breaker", &self.breaker)
             .field("writes", &self.writes)
             .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Counts a request on a cached route forwarded without a lookup for `reason`, and gives
+    /// its `Cache-Status`.
+    pub(crate) fn bypass(&self, reason: Bypass) -> CacheStatus {
+        Counters::bump(&self.counters.bypasses);
+        CacheStatus::forward(Fwd::Bypass).with_detail(reason.detail())
+    }
+
+    /// Counts a request that skipped the store because the circuit breaker is open (a miss),
+    /// and gives its `Cache-Status`.
+    pub(crate) fn circuit_open(&self) -> CacheStatus {
+        Counters::bump(&self.counters.misses);
+        Counters::bump(&self.counters.circuit_open);
+        CacheStatus::forward(Fwd::Miss).with_detail("circuit-open")
     }
 }

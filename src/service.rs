@@ -9,8 +9,7 @@ use crate::{
     request_body::RequestBody,
     rules::request::{body_needs_reading, check_request, Bypass},
     runtime::Runtime,
-    stats::Counters,
-    status::{CacheStatus, Fwd},
+    status::CacheStatus,
 };
 use bytes::Bytes;
 use http::{Request, Response};
@@ -32,15 +31,19 @@ pub struct Cache<S> {
     inner: S,
     runtime: Arc<Runtime>,
     policy: Arc<Policy>,
+    /// `{app}:{env}:{version}:{namespace}:{`, made once for the route.
+    key_prefix: Arc<str>,
 }
 
 impl<S> Cache<S> {
     /// Wraps `inner` with the store, keys and policy of `layer`.
     pub fn new(inner: S, layer: CacheLayer) -> Self {
+        let key_prefix = layer.runtime.keys.start(&layer.policy.namespace).into();
         Self {
             inner,
             runtime: layer.runtime,
             policy: layer.policy,
+            key_prefix,
         }
     }
 
@@ -88,21 +91,18 @@ where
         let (parts, body) = req.into_parts();
         let runtime = &self.runtime;
         let checked = check_request(policy, &parts)
-            .and_then(|()| key_start(&runtime.keys, policy, &parts).ok_or(Bypass::NoEntity))
+            .and_then(|()| key_start(&self.key_prefix, policy, &parts).ok_or(Bypass::NoEntity))
             .and_then(|start| Ok((start, body_needs_reading(&body, policy.max_request_body)?)));
         let (key_start, read_body) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
-                Counters::bump(&runtime.counters.bypasses);
-                let status = CacheStatus::forward(Fwd::Bypass).with_detail(reason.detail());
+                let status = runtime.bypass(reason);
                 return self.forward(Request::from_parts(parts, body), status);
             }
         };
         if runtime.breaker.is_denying() {
-            // The store is known to be down: no body read, no key work, no round trip.
-            Counters::bump(&runtime.counters.misses);
-            Counters::bump(&runtime.counters.circuit_open);
-            let status = CacheStatus::forward(Fwd::Miss).with_detail("circuit-open");
+            // The store is known to be down: no body read, no canonicalisation, no round trip.
+            let status = runtime.circuit_open();
             return self.forward(Request::from_parts(parts, body), status);
         }
         // The service that passed `poll_ready` goes with the request; a clone stays here.

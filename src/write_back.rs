@@ -67,6 +67,10 @@ impl WritePlan {
         let head_len = head_len(&headers);
         let declared_len = content_length(&parts.headers);
         let known = declared_len.or(size.exact()).map(saturating_usize);
+        // A body known to be over the limit is not storable: no `; stored`, no budget.
+        if known.is_some_and(|len| len > self.max_body) {
+            return None;
+        }
         let needed = match known {
             Some(body) => peak(head_len, self.identity.len(), body),
             None => head_len,

@@ -99,7 +99,10 @@ impl RedisServer {
         reader.read_line(&mut line).expect("a reply");
         match line.as_bytes().first() {
             Some(b'$') => {
-                let len: usize = line[1..].trim().parse().expect("a bulk length");
+                let len: i64 = line[1..].trim().parse().expect("a bulk length");
+                let Ok(len) = usize::try_from(len) else {
+                    return String::new(); // `$-1`: a nil reply
+                };
                 let mut bulk = vec![0; len + 2];
                 reader.read_exact(&mut bulk).expect("a bulk reply");
                 bulk.truncate(len);

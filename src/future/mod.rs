@@ -18,8 +18,7 @@ use crate::{
     respond,
     rules::request::Bypass,
     runtime::Runtime,
-    stats::Counters,
-    status::{CacheStatus, Fwd},
+    status::CacheStatus,
     write_back::WritePlan,
 };
 use bytes::Bytes;
@@ -165,10 +164,8 @@ where
         } = keyed;
         let admission = runtime.breaker.admit();
         if admission == Admission::Denied {
-            Counters::bump(&runtime.counters.misses);
-            Counters::bump(&runtime.counters.circuit_open);
+            let status = runtime.circuit_open();
             let future = service.call(Request::from_parts(parts, body));
-            let status = CacheStatus::forward(Fwd::Miss).with_detail("circuit-open");
             return State::forwarded(future, runtime, status);
         }
         let (key, identity) = request_key(
@@ -299,9 +296,8 @@ where
         parts,
         ..
     } = keyed;
-    Counters::bump(&runtime.counters.bypasses);
+    let status = runtime.bypass(reason);
     let future = service.call(Request::from_parts(parts, body));
-    let status = CacheStatus::forward(Fwd::Bypass).with_detail(reason.detail());
     State::forwarded(future, runtime, status)
 }
 

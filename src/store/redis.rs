@@ -217,13 +217,18 @@ impl RedisStoreBuilder {
                 // Dead peers are found by the kernel, at no cost per command. (fred's own
                 // unresponsive check would do it too, but arms a new timer on every turn of
                 // its router loop: a timer per command under load.)
-                c.tcp.keepalive = Some(
-                    TcpKeepalive::new()
-                        .with_time(Duration::from_secs(10))
-                        .with_interval(Duration::from_secs(2))
-                        .with_retries(3),
-                );
-                c.tcp.user_timeout = Some(self.command_timeout.max(Duration::from_millis(500)) * 2);
+                let keepalive = TcpKeepalive::new()
+                    .with_time(Duration::from_secs(10))
+                    .with_interval(Duration::from_secs(2));
+                #[cfg(not(windows))]
+                let keepalive = keepalive.with_retries(3);
+                c.tcp.keepalive = Some(keepalive);
+                // fred offers TCP_USER_TIMEOUT where the OS has it.
+                #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+                {
+                    c.tcp.user_timeout =
+                        Some(self.command_timeout.max(Duration::from_millis(500)) * 2);
+                }
             })
             .with_performance_config(|p| p.default_command_timeout = self.command_timeout)
             .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))

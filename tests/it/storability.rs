@@ -75,6 +75,9 @@ const UNSTORABLE: &[(&str, &str)] = &[
     ("status-404", ""),
     ("status-500", ""),
     ("content-length-over-limit", ""),
+    // Found in review: a body of known size over the limit (no Content-Length header, an
+    // exact size hint, as a `String` gives) was announced as stored.
+    ("exact-size-over-limit", ""),
 ];
 
 fn unstorable_response(case: &str, run: usize) -> Response {
@@ -95,6 +98,12 @@ fn unstorable_response(case: &str, run: usize) -> Response {
                 .header(header::CONTENT_LENGTH, big.len())
                 .body(Body::from(big))
                 .expect("response");
+        }
+        "exact-size-over-limit" => {
+            let big = "x".repeat(100);
+            let body = Body::from(big);
+            assert_eq!(http_body::Body::size_hint(&body).exact(), Some(100));
+            return response.body(body).expect("response");
         }
         _ => {}
     }
