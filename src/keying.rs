@@ -65,6 +65,8 @@ pub(crate) fn request_key(
     // The identity is a digest, not the inputs themselves: entries stay small and hold no keyed
     // credential. The method is always part of it: two routes sharing a namespace must never
     // answer a POST with a GET's entry, even where the key leaves the method out.
+    // The raw path: a handler may tell spellings of one path apart, so they share the entry
+    // key (and so an invalidation of the entity) but never answer each other.
     let path = request_path(parts);
     let mut identity = Sha256::new();
     identity.update([stored_method.as_str().len() as u8]);

@@ -4,6 +4,7 @@ use crate::{
     body_memo::BodyMemo,
     breaker::CircuitBreaker,
     deadline::Deadlines,
+    invalidator::Invalidator,
     key::KeyFactory,
     policy::Policy,
     runtime::Runtime,
@@ -63,6 +64,7 @@ pub struct CacheLayerBuilder {
     max_pending_write_bytes: usize,
     breaker_failures: u32,
     breaker_cooldown: Duration,
+    tag_header: Option<http::HeaderName>,
 }
 
 /// Why [`CacheLayerBuilder::build`] refused its settings.
@@ -93,6 +95,7 @@ impl CacheLayer {
             max_pending_write_bytes: 64 * 1024 * 1024,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
+            tag_header: None,
         }
     }
 
@@ -108,6 +111,11 @@ impl CacheLayer {
     /// The key factory, for building keys to inspect or invalidate.
     pub fn keys(&self) -> &KeyFactory {
         &self.runtime.keys
+    }
+
+    /// Drops cached entries by entity, namespace or tag, from the app's own handlers.
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator::new(self.runtime.store.clone(), self.runtime.keys.clone())
     }
 
     /// What the cache has done so far, across every route sharing this layer's store.
@@ -148,6 +156,15 @@ impl CacheLayerBuilder {
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.breaker_failures = failures;
         self.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// The response header in which handlers name an entry's tags (such as `cache-tag` or
+    /// `surrogate-key`; values split on commas and whitespace). The header is removed from
+    /// every response of a cached route before the client sees it and is never stored;
+    /// [`Invalidator::tag`] drops every entry with a tag. Default: none.
+    pub fn tag_header(mut self, name: http::HeaderName) -> Self {
+        self.tag_header = Some(name);
         self
     }
 
@@ -193,6 +210,7 @@ impl CacheLayerBuilder {
             )),
             counters: Counters::default(),
             bodies: BodyMemo::new(),
+            tag_header: self.tag_header,
         };
         Ok(CacheLayer {
             runtime: Arc::new(runtime),
@@ -211,6 +229,7 @@ impl fmt::Debug for CacheLayerBuilder {
             .field("max_pending_write_bytes", &self.max_pending_write_bytes)
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("tag_header", &self.tag_header)
             .finish_non_exhaustive()
     }
 }

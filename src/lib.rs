@@ -93,6 +93,8 @@ mod breaker;
 mod deadline;
 mod entry;
 mod future;
+mod invalidation;
+mod invalidator;
 mod key;
 mod keying;
 mod layer;
@@ -105,12 +107,15 @@ mod service;
 mod stats;
 mod status;
 mod store;
+mod tags;
 mod write_back;
 mod write_budget;
 
 pub use body::ResponseBody;
 pub use entry::{Entry, EntryError};
 pub use future::ResponseFuture;
+pub use invalidation::{Invalidation, InvalidationScope};
+pub use invalidator::Invalidator;
 pub use key::{CacheKey, Entity, KeyFactory, Variant, MAX_ENTITY_LEN};
 pub use layer::{CacheLayer, CacheLayerBuilder, ConfigError};
 pub use policy::Policy;
@@ -118,5 +123,7 @@ pub use request_body::RequestBody;
 pub use service::Cache;
 pub use stats::CacheStats;
 pub use store::{
-    MemoryStore, RedisStore, RedisStoreBuilder, Store, StoreError, StoreErrorKind, StoreFuture,
+    EntryWrite, MemoryStore, RedisStore, RedisStoreBuilder, Store, StoreError, StoreErrorKind,
+    StoreFuture,
 };
+pub use tags::{MAX_TAGS, MAX_TAG_LEN};

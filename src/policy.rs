@@ -1,8 +1,11 @@
 //! Per-route caching policy: namespace, TTL, methods, entity, what varies, limits.
 
 use crate::key::Entity;
-use http::{HeaderName, Method, StatusCode};
-use std::time::Duration;
+use http::{response, HeaderName, Method, StatusCode};
+use std::{fmt, sync::Arc, time::Duration};
+
+/// A function naming the tags of a response from its head.
+pub(crate) type TagFn = Arc<dyn Fn(&response::Parts) -> Vec<String> + Send + Sync>;
 
 /// What a route caches and how: its namespace and TTL, the methods it caches, where its entity
 /// comes from, which request inputs vary the response, and its size limits.
@@ -26,7 +29,7 @@ use std::time::Duration;
 ///     .vary_query(["lang"]);
 /// # let _ = prediction;
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Policy {
     pub(crate) namespace: String,
     pub(crate) ttl: Duration,
@@ -38,6 +41,8 @@ pub struct Policy {
     pub(crate) statuses: Vec<StatusCode>,
     pub(crate) max_request_body: usize,
     pub(crate) max_response_body: usize,
+    pub(crate) tags: Option<TagFn>,
+    pub(crate) invalidate_on_unsafe: bool,
 }
 
 impl Policy {
@@ -54,6 +59,8 @@ impl Policy {
             statuses: vec![StatusCode::OK],
             max_request_body: 64 * 1024,
             max_response_body: 1024 * 1024,
+            tags: None,
+            invalidate_on_unsafe: false,
         }
     }
 
@@ -131,6 +138,39 @@ impl Policy {
         self
     }
 
+    /// Tags each stored response with what `tags` names from its head (besides the layer's tag
+    /// header, see [`CacheLayerBuilder::tag_header`](crate::CacheLayerBuilder::tag_header)).
+    /// [`Invalidator::tag`](crate::Invalidator::tag) drops every entry with a tag. A response
+    /// with more than [`MAX_TAGS`](crate::MAX_TAGS) tags, or one longer than
+    /// [`MAX_TAG_LEN`](crate::MAX_TAG_LEN), is passed on but not stored.
+    ///
+    /// ```
+    /// use tower_redis_cache::Policy;
+    ///
+    /// let teams = Policy::new("teams").tags(|head| {
+    ///     let team = head.headers.get("x-team").and_then(|v| v.to_str().ok());
+    ///     team.map(|t| format!("team-{t}")).into_iter().collect()
+    /// });
+    /// # let _ = teams;
+    /// ```
+    pub fn tags<F>(mut self, tags: F) -> Self
+    where
+        F: Fn(&response::Parts) -> Vec<String> + Send + Sync + 'static,
+    {
+        self.tags = Some(Arc::new(tags));
+        self
+    }
+
+    /// Invalidates the request's entity (every namespace) when an unsafe request (`POST`,
+    /// `PUT`, `PATCH`, `DELETE`, ... that this route does not cache) succeeds (2xx or 3xx), as
+    /// RFC 9111 section 4.4 describes; the response waits for the invalidation (bounded by one
+    /// second; an invalidation that fails is logged and the response still goes out). Default:
+    /// off.
+    pub fn invalidate_on_unsafe(mut self, on: bool) -> Self {
+        self.invalidate_on_unsafe = on;
+        self
+    }
+
     /// The namespace of this route.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -153,5 +193,24 @@ impl Policy {
 
     pub(crate) fn varies_on_header(&self, name: &HeaderName) -> bool {
         self.vary_headers.contains(name)
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("namespace", &self.namespace)
+            .field("ttl", &self.ttl)
+            .field("methods", &self.methods)
+            .field("entity", &self.entity)
+            .field("vary_query", &self.vary_query)
+            .field("ignore_query", &self.ignore_query)
+            .field("vary_headers", &self.vary_headers)
+            .field("statuses", &self.statuses)
+            .field("max_request_body", &self.max_request_body)
+            .field("max_response_body", &self.max_response_body)
+            .field("tags", &self.tags.as_ref().map(|_| "Fn(..)"))
+            .field("invalidate_on_unsafe", &self.invalidate_on_unsafe)
+            .finish()
     }
 }

@@ -26,6 +26,8 @@ pub(crate) struct Runtime {
     pub(crate) counters: Counters,
     /// The digests of request bodies seen lately.
     pub(crate) bodies: BodyMemo,
+    /// The response header naming an entry's tags, removed before the client sees it.
+    pub(crate) tag_header: Option<http::HeaderName>,
 }
 
 impl fmt::Debug for Runtime {
@@ -36,6 +38,7 @@ impl fmt::Debug for Runtime {
             .field("lookup_timeout", &self.deadlines.timeout())
             .field("breaker", &self.breaker)
             .field("writes", &self.writes)
+            .field("tag_header", &self.tag_header)
             .finish_non_exhaustive()
     }
 }

@@ -3,6 +3,7 @@
 use crate::{
     body::ResponseBody,
     future::{Keyed, ResponseFuture},
+    invalidation::Invalidation,
     keying::key_start,
     layer::CacheLayer,
     policy::Policy,
@@ -12,7 +13,7 @@ use crate::{
     status::CacheStatus,
 };
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{request, Request, Response};
 use http_body::Body;
 use std::{
     sync::Arc,
@@ -86,7 +87,18 @@ where
         let policy = &self.policy;
         let Some(stored_method) = policy.lookup_method(req.method()).cloned() else {
             // Not a method this route caches: untouched, no Cache-Status.
-            return ResponseFuture::passthrough(self.inner.call(req.map(RequestBody::untouched)));
+            let (parts, body) = req.into_parts();
+            let invalidation = (policy.invalidate_on_unsafe && !parts.method.is_safe())
+                .then(|| unsafe_invalidation(&self.runtime, policy, &parts))
+                .flatten();
+            let req = Request::from_parts(parts, RequestBody::untouched(body));
+            let future = self.inner.call(req);
+            return match invalidation {
+                Some(invalidation) => {
+                    ResponseFuture::invalidating(future, self.runtime.clone(), invalidation)
+                }
+                None => ResponseFuture::passthrough(future),
+            };
         };
         let (parts, body) = req.into_parts();
         let runtime = &self.runtime;
@@ -117,6 +129,19 @@ where
         };
         ResponseFuture::keyed(keyed, body, read_body)
     }
+}
+
+/// What a successful unsafe request on `policy`'s route invalidates: its entity.
+fn unsafe_invalidation(
+    runtime: &Runtime,
+    policy: &Policy,
+    parts: &request::Parts,
+) -> Option<Invalidation> {
+    let mut entity = String::new();
+    policy
+        .entity
+        .push_encoded(parts, &mut entity)
+        .then(|| Invalidation::encoded_entity(&runtime.keys, entity))
 }
 
 impl<S> Cache<S> {

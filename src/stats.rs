@@ -22,6 +22,9 @@ pub struct CacheStats {
     pub writes: u64,
     /// Write-backs that failed or timed out.
     pub write_errors: u64,
+    /// Write-backs refused because an invalidation covering them ran since their request
+    /// began (their response may predate the change the invalidation announced).
+    pub writes_invalidated: u64,
     /// Storable responses not written: the write budget (in-flight writes or bytes) was
     /// exhausted, or the circuit breaker was open.
     pub writes_dropped: u64,
@@ -41,6 +44,7 @@ pub(crate) struct Counters {
     pub(crate) bad_entries: AtomicU64,
     pub(crate) writes: AtomicU64,
     pub(crate) write_errors: AtomicU64,
+    pub(crate) writes_invalidated: AtomicU64,
     pub(crate) writes_dropped: AtomicU64,
 }
 
@@ -64,6 +68,7 @@ impl Counters {
             bad_entries: self.bad_entries.load(Relaxed),
             writes: self.writes.load(Relaxed),
             write_errors: self.write_errors.load(Relaxed),
+            writes_invalidated: self.writes_invalidated.load(Relaxed),
             writes_dropped: self.writes_dropped.load(Relaxed),
             writes_in_flight: writes_in_flight as u64,
             write_bytes_in_flight: write_bytes_in_flight as u64,

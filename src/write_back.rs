@@ -8,7 +8,7 @@ use crate::{
     rules::response::{connection_tokens, content_length, header_is_stored},
     runtime::Runtime,
     stats::Counters,
-    store::{StoreError, StoreErrorKind},
+    store::{EntryWrite, StoreError, StoreErrorKind},
     write_budget::Reservation,
 };
 use bytes::{Bytes, BytesMut};
@@ -16,7 +16,7 @@ use http::{response, HeaderMap};
 use http_body::SizeHint;
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 /// The longest a write-back may hold its share of the budget, whatever the store.
@@ -29,6 +29,10 @@ pub(crate) struct WritePlan {
     pub(crate) identity: Identity,
     pub(crate) ttl: Duration,
     pub(crate) max_body: usize,
+    /// When the request began, before its lookup: an invalidation since then wins.
+    pub(crate) started: Instant,
+    /// The response's tags, encoded; set once the response head is known.
+    pub(crate) tags: Vec<String>,
 }
 
 /// A response being recorded as it streams to the client. Holds its share of the write budget
@@ -165,7 +169,11 @@ impl WriteBack {
         reservation.shrink(reservation.bytes().saturating_sub(encoded.len()));
         runtime.spawn(async move {
             let runtime = plan.runtime;
-            let write = runtime.store.set(plan.key.as_str(), encoded, plan.ttl);
+            let key = plan.key.clone();
+            let write = EntryWrite::new(plan.key, encoded, plan.ttl)
+                .started_at(plan.started)
+                .encoded_tags(plan.tags);
+            let write = runtime.store.write(write);
             // A store that never answers must not hold its share of the budget forever.
             let result = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                 Ok(result) => result,
@@ -176,10 +184,11 @@ impl WriteBack {
             };
             drop(reservation);
             match result {
-                Ok(()) => Counters::bump(&runtime.counters.writes),
+                Ok(true) => Counters::bump(&runtime.counters.writes),
+                Ok(false) => Counters::bump(&runtime.counters.writes_invalidated),
                 Err(error) => {
                     Counters::bump(&runtime.counters.write_errors);
-                    tracing::debug!(key = %plan.key, %error, "cache write-back failed");
+                    tracing::debug!(%key, %error, "cache write-back failed");
                 }
             }
         });

@@ -7,6 +7,7 @@ use crate::{
     rules::response::response_storable,
     runtime::Runtime,
     status::{CacheStatus, CACHE_STATUS},
+    tags::response_tags,
     write_back::WritePlan,
 };
 use bytes::Bytes;
@@ -29,8 +30,18 @@ impl Finish {
         response: Response<B>,
     ) -> Response<ResponseBody<B>> {
         let (mut parts, body) = response.into_parts();
-        let write = match self.store {
-            Some((policy, plan)) if response_storable(&policy, &parts) => {
+        // The tag header goes whether or not the response is stored.
+        let tag_fn = self
+            .store
+            .as_ref()
+            .and_then(|(policy, _)| policy.tags.as_ref());
+        let tags = match (&self.runtime.tag_header, tag_fn) {
+            (None, None) => Some(Vec::new()),
+            (header, tag_fn) => response_tags(header.as_ref(), &mut parts, tag_fn),
+        };
+        let write = match (self.store, tags) {
+            (Some((policy, mut plan)), Some(tags)) if response_storable(&policy, &parts) => {
+                plan.tags = tags;
                 plan.start(&parts, body.size_hint())
             }
             _ => None,

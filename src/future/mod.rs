@@ -11,6 +11,7 @@ mod read_body;
 use crate::{
     body::ResponseBody,
     breaker::Admission,
+    invalidation::Invalidation,
     key::CacheKey,
     keying::{request_key, Identity},
     policy::Policy,
@@ -34,7 +35,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
-    time::SystemTime,
+    time::{Instant, SystemTime},
 };
 use tower_service::Service;
 
@@ -73,6 +74,17 @@ pin_project! {
             future: S::Future,
             finish: Option<Finish>,
         },
+        // An unsafe request whose success invalidates its entity: waiting for the inner service.
+        Unsafe {
+            #[pin]
+            future: S::Future,
+            invalidation: Option<(Arc<Runtime>, Invalidation)>,
+        },
+        // Its response waits for the invalidation (bounded).
+        Invalidating {
+            running: Pin<Box<dyn Future<Output = ()> + Send>>,
+            response: Option<S::Response>,
+        },
     }
 }
 
@@ -98,6 +110,8 @@ struct Pending<S, ReqBody: Body> {
     key: CacheKey,
     identity: Identity,
     admission: Admission,
+    /// When the lookup began.
+    started: Instant,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -110,6 +124,19 @@ where
         Self::from(State::Forward {
             future,
             finish: None,
+        })
+    }
+
+    /// An unsafe request the route does not cache: its success invalidates `invalidation`
+    /// before the response goes out.
+    pub(crate) fn invalidating(
+        future: S::Future,
+        runtime: Arc<Runtime>,
+        invalidation: Invalidation,
+    ) -> Self {
+        Self::from(State::Unsafe {
+            future,
+            invalidation: Some((runtime, invalidation)),
         })
     }
 
@@ -176,6 +203,7 @@ where
             body_bytes,
             &runtime.bodies,
         );
+        let started = Instant::now();
         State::Lookup {
             lookup: Lookup::start(&runtime, &key),
             pending: Some(Pending {
@@ -186,6 +214,7 @@ where
                 key,
                 identity,
                 admission,
+                started,
             }),
         }
     }
@@ -199,6 +228,7 @@ where
             request,
             key,
             identity,
+            started,
             ..
         } = pending;
         // HEAD is answered from GET entries but never stored: its response has no body.
@@ -209,6 +239,8 @@ where
                 identity,
                 ttl: policy.ttl,
                 max_body: policy.max_response_body,
+                started,
+                tags: Vec::new(),
             };
             (policy, plan)
         });
@@ -274,9 +306,48 @@ where
                         None => response.map(ResponseBody::inner),
                     }));
                 }
+                StateProj::Unsafe {
+                    future,
+                    invalidation,
+                } => {
+                    let response = ready!(future.poll(cx))?;
+                    let status = response.status();
+                    match invalidation.take() {
+                        Some((runtime, invalidation))
+                            if status.is_success() || status.is_redirection() =>
+                        {
+                            State::Invalidating {
+                                running: Box::pin(invalidate(runtime, invalidation)),
+                                response: Some(response),
+                            }
+                        }
+                        _ => return Poll::Ready(Ok(response.map(ResponseBody::inner))),
+                    }
+                }
+                StateProj::Invalidating { running, response } => {
+                    ready!(running.as_mut().poll(cx));
+                    let response = response.take().expect("polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
             };
             this.state.set(next);
         }
+    }
+}
+
+/// The most an unsafe request's response waits for the invalidation it causes.
+const UNSAFE_INVALIDATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the invalidation of a successful unsafe request; a failure is logged, not returned:
+/// the request itself succeeded.
+async fn invalidate(runtime: Arc<Runtime>, invalidation: Invalidation) {
+    let running = runtime.store.invalidate(&invalidation);
+    match tokio::time::timeout(UNSAFE_INVALIDATION_TIMEOUT, running).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "invalidation after an unsafe request failed")
+        }
+        Err(_) => tracing::warn!("invalidation after an unsafe request timed out"),
     }
 }
 
@@ -311,7 +382,8 @@ where
             State::ReadBody { .. } => "reading the request body",
             State::Lookup { .. } => "looking up",
             State::Forward { finish: None, .. } => "passing through",
-            State::Forward { .. } => "waiting for the inner service",
+            State::Forward { .. } | State::Unsafe { .. } => "waiting for the inner service",
+            State::Invalidating { .. } => "invalidating",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

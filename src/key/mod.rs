@@ -6,6 +6,7 @@
 mod canonical;
 mod encode;
 mod entity;
+pub(crate) mod index;
 mod variant;
 
 pub use entity::{Entity, MAX_ENTITY_LEN};
@@ -13,6 +14,13 @@ pub(crate) use variant::BodyDigest;
 pub use variant::Variant;
 
 use encode::push_encoded;
+
+/// `raw` encoded as every key field is.
+pub(crate) fn encoded(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    push_encoded(&mut out, raw.as_bytes());
+    out
+}
 use http::request::Parts;
 use std::fmt;
 
@@ -78,6 +86,11 @@ impl KeyFactory {
         push_encoded(&mut pattern, namespace.as_bytes());
         pattern.push_str(":*");
         pattern
+    }
+
+    /// `{app}:{env}:{version}:`, encoded.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// `{prefix}{namespace}:{`, ready for the encoded entity.

@@ -2,11 +2,16 @@
 
 mod memory;
 mod redis;
+mod redis_index;
 #[cfg(feature = "tls")]
 mod tls;
+mod write;
 
 pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::write::EntryWrite;
+
+use crate::invalidation::Invalidation;
 
 use bytes::Bytes;
 use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -19,9 +24,10 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 /// Implementations must be cheap to call concurrently; the cache bounds every call it waits
 /// for with its own lookup timeout, and treats every error as a miss.
 ///
-/// The trait grows by provided methods only: what later versions ask of a store (invalidation,
+/// The trait grows by provided methods only: what later versions ask of a store (such as
 /// change tracking) comes with a default implementation, so a store written against this
-/// version keeps compiling. `Arc<S>` and `Box<S>` of a store (`Arc<dyn Store>` included) are
+/// version keeps compiling. [`write`](Self::write) and [`invalidate`](Self::invalidate) are
+/// the invalidation protocol; [`RedisStore`] and [`MemoryStore`] implement it. `Arc<S>` and `Box<S>` of a store (`Arc<dyn Store>` included) are
 /// stores too.
 ///
 /// ```
@@ -64,6 +70,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes `key`; `Ok(true)` when it existed.
     fn delete(&self, key: &str) -> StoreFuture<bool>;
+
+    /// Writes a write-back's entry and indexes it for invalidation; `Ok(false)` when an
+    /// invalidation covering it ran since its request began, so the entry was not stored.
+    ///
+    /// The default is [`set`](Self::set), with no index and no such check: a store that
+    /// overrides [`invalidate`](Self::invalidate) must override this too.
+    fn write(&self, write: EntryWrite) -> StoreFuture<bool> {
+        let set = self.set(write.key().as_str(), write.value().clone(), write.ttl());
+        Box::pin(async move { set.await.map(|()| true) })
+    }
+
+    /// Drops what `invalidation` names; `Ok(n)` with the number of entries dropped. After it
+    /// returns `Ok`, [`write`](Self::write) refuses the entries of requests that began before
+    /// it was called.
+    ///
+    /// The default refuses: the store cannot invalidate.
+    fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
+        let _ = invalidation;
+        Box::pin(std::future::ready(Err(StoreError::new(
+            StoreErrorKind::Rejected,
+            "this store does not support invalidation",
+        ))))
+    }
 }
 
 /// A store behind a pointer is a store: `Arc<dyn Store>` chosen at run time, `Box<S>`, ...
@@ -84,6 +113,14 @@ macro_rules! forward_store {
 
             fn delete(&self, key: &str) -> StoreFuture<bool> {
                 (**self).delete(key)
+            }
+
+            fn write(&self, write: EntryWrite) -> StoreFuture<bool> {
+                (**self).write(write)
+            }
+
+            fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
+                (**self).invalidate(invalidation)
             }
         }
     )*};

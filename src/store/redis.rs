@@ -1,6 +1,7 @@
 //! The Redis store, on `fred`: standalone, Cluster, Sentinel and TLS from one URL.
 
-use super::{Store, StoreError, StoreErrorKind, StoreFuture};
+use super::{redis_index, EntryWrite, Store, StoreError, StoreErrorKind, StoreFuture};
+use crate::invalidation::Invalidation;
 use bytes::Bytes;
 use fred::{
     clients::Pool,
@@ -293,7 +294,7 @@ fn describe(config: &Config) -> String {
     format!("{kind}://{}", hosts.join(","))
 }
 
-fn map_error(error: &FredError) -> StoreError {
+pub(super) fn map_error(error: &FredError) -> StoreError {
     let kind = match error.kind() {
         ErrorKind::Timeout => StoreErrorKind::Timeout,
         ErrorKind::IO | ErrorKind::Canceled | ErrorKind::Backpressure => {
@@ -358,6 +359,16 @@ impl Store for RedisStore {
                 .map(|n| n > 0)
                 .map_err(|e| map_error(&e))
         })
+    }
+
+    fn write(&self, write: EntryWrite) -> StoreFuture<bool> {
+        let client = self.pool.next_connected().with_options(&fail_fast(None));
+        redis_index::write(client, write)
+    }
+
+    fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
+        let client = self.pool.next_connected().with_options(&fail_fast(None));
+        redis_index::invalidate(client, invalidation)
     }
 }
 

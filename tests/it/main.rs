@@ -10,6 +10,7 @@
 //! - [`cache`]: misses and hits, keys, TTLs, HEAD, bodies, paths, topologies.
 //! - [`storability`]: what is never stored.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
+//! - [`invalidation`]: invalidation by entity, namespace and tag; races, bounds, spellings.
 //! - [`hostile`]: hostile input. [`security`]: TLS, credentials, logs.
 //! - [`keys`]: canonical keys against the reference canonicaliser.
 //! - [`request_path`]: any request body, hyper and tower-http interop, the builder, the breaker
@@ -25,6 +26,7 @@ mod cache;
 mod compose;
 mod faults;
 mod hostile;
+mod invalidation;
 mod keys;
 mod request_path;
 mod security;

@@ -149,7 +149,12 @@ redis_test!(
         .await;
         assert_eq!(slow.status, StatusCode::GATEWAY_TIMEOUT);
         assert!(slow.body.is_empty());
-        assert_eq!(redis.keys(ALL_KEYS).len(), 2, "{:?}", redis.keys(ALL_KEYS));
+        assert_eq!(
+            redis.entry_keys(ALL_KEYS).len(),
+            2,
+            "{:?}",
+            redis.entry_keys(ALL_KEYS)
+        );
     }
 );
 

@@ -225,7 +225,8 @@ async fn wrong_or_missing_password_fails_without_revealing_it() {
 
 /// Creates the ACL user with exactly what the store needs: on connect fred sends `AUTH user pw`,
 /// `CLIENT ID` and `INFO server` (fred tolerates refusals of the last two, but then logs
-/// warnings); the cache sends `GET`, `SET … PX` and `DEL`.
+/// warnings); the cache sends `GET`, and writes and invalidates by `EVALSHA` (`EVAL` when a
+/// server lacks the script) running the commands listed after them (README, "ACL").
 fn create_acl_user(redis: &RedisServer) {
     let secret = format!(">{ACL_SECRET}");
     let reply = redis.command(&[
@@ -239,6 +240,20 @@ fn create_acl_user(redis: &RedisServer) {
         "+get",
         "+set",
         "+del",
+        "+evalsha",
+        "+eval",
+        "+time",
+        "+pexpire",
+        "+pttl",
+        "+hset",
+        "+hget",
+        "+hdel",
+        "+hkeys",
+        "+zadd",
+        "+zrem",
+        "+zrange",
+        "+zrangebyscore",
+        "+zremrangebyscore",
         "+ping",
         "+client|id",
         "+info",

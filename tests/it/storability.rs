@@ -442,7 +442,7 @@ redis_test!(
             assert_eq!(reply.cache_status(), fwd("uri-miss; stored"));
             wait_writes(&layer, i as u64 + 1).await;
         }
-        for key in redis.keys(ALL_KEYS) {
+        for key in redis.entry_keys(ALL_KEYS) {
             let value = redis.get(&key).expect("entry");
             for secret in ["s3cr3t-t0ken", "s3cr3t-s3ss10n"] {
                 assert!(

@@ -122,6 +122,14 @@ impl Redis {
         }
     }
 
+    /// The entry keys matching `pattern`, sorted: without the invalidation indexes, leases
+    /// and fences (`{prefix}#…`).
+    pub fn entry_keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys = self.keys(pattern);
+        keys.retain(|key| is_entry_key(key));
+        keys
+    }
+
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
         match self {
             Redis::Standalone(s) => s.get(key),
@@ -145,6 +153,14 @@ impl Redis {
         }
     }
 
+    /// Runs `args` on the node that serves `key` (the server, when standalone).
+    pub fn query_for(&self, key: &str, args: &[&str]) -> crate::support::resp::Reply {
+        match self {
+            Redis::Standalone(s) => s.query(args),
+            Redis::Cluster(c) => c.server_for_key(key).query(args),
+        }
+    }
+
     /// Kills every process (the URL then points at nothing).
     pub fn kill(&mut self) {
         match self {
@@ -152,6 +168,13 @@ impl Redis {
             Redis::Cluster(c) => c.nodes_mut().iter_mut().for_each(RedisServer::kill),
         }
     }
+}
+
+/// Whether `key` is an entry's, not an index's, lease's or fence's (`{prefix}#…`).
+pub fn is_entry_key(key: &str) -> bool {
+    !key.splitn(4, ':')
+        .nth(3)
+        .is_some_and(|rest| rest.starts_with('#'))
 }
 
 /// The key factory of every test: `monps:test:v1:…`.
@@ -324,7 +347,7 @@ pub async fn assert_nothing_stored(app: &Router, layer: &CacheLayer, redis: &Red
     .await;
     wait_writes(layer, 1).await;
     assert_eq!(
-        redis.keys(ALL_KEYS),
+        redis.entry_keys(ALL_KEYS),
         vec![key],
         "only the sentinel may have been stored"
     );
