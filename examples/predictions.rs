@@ -14,7 +14,18 @@
 //! | `POST /matches/{id}/prediction`   | `pred`        | POST    | `m_{id}`  | 300 s |
 //! | `GET  /matches/{id}/markets`      | `markets`     | GET     | `m_{id}`  | 60 s  |
 //! | `GET  /matches/{id}/goalscorers`  | `goalscorers` | GET     | `m_{id}`  | 60 s  |
+//! | `GET  /teams/{team}/matches`      | `teams`       | GET     | `t_{team}`| 60 s  |
 //! | `GET  /health`                    | `health`      | GET     | (none)    | 5 s   |
+//!
+//! A team's matches are tagged `team-{team}` (the handler names its tags in `cache-tag`, which
+//! the cache removes before the client sees it). Invalidation, answering
+//! `{"invalidated": <entries dropped>}` (503 with the error while Redis is unreachable):
+//!
+//! | route                                  | drops                                        |
+//! |----------------------------------------|----------------------------------------------|
+//! | `POST /admin/matches/{id}/invalidate`  | every cached response of match `id`          |
+//! | `POST /admin/namespaces/{ns}/invalidate` | every cached response of namespace `ns`    |
+//! | `POST /admin/tags/{tag}/invalidate`    | every cached response tagged `tag`           |
 //!
 //! The prediction's optional JSON body (its config, such as `{"risk":"high","model":"v2"}`) is
 //! part of the key in its RFC 8785 canonical form, so member order and whitespace do not matter.
@@ -26,6 +37,9 @@
 //! curl -si -X POST localhost:3000/matches/12345/prediction -d '{"model":"v2","risk":"high"}'
 //! # second answer: `cache-status: tower-redis-cache; hit; ttl=299` and the same `x-handler-runs`
 //! redis-cli --scan --pattern 'monps:*'   # monps:dev:v1:pred:{m_12345}:<16 hex digits>
+//! curl -s -X POST localhost:3000/admin/matches/12345/invalidate   # {"invalidated":1}
+//! curl -si -X POST localhost:3000/matches/12345/prediction -d '{"risk":"high","model":"v2"}'
+//! # a miss again: the handler runs, x-handler-runs goes up
 //! ```
 //!
 //! Environment:
@@ -55,7 +69,8 @@ use std::{
     time::Duration,
 };
 use tower_redis_cache::{
-    CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, Store, StoreErrorKind,
+    CacheLayer, Entity, Invalidator, KeyFactory, MemoryStore, Policy, RedisStore, Store,
+    StoreError, StoreErrorKind,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -65,10 +80,19 @@ struct Runs {
     prediction: AtomicU64,
     markets: AtomicU64,
     goalscorers: AtomicU64,
+    teams: AtomicU64,
     health: AtomicU64,
 }
 
-type AppState = Arc<Runs>;
+/// What the handlers share: the run counts and the cache's invalidator.
+#[derive(Clone)]
+struct AppState {
+    runs: Arc<Runs>,
+    invalidator: Invalidator,
+}
+
+/// The response header in which handlers name the tags of a response.
+const CACHE_TAG: &str = "cache-tag";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -104,7 +128,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Arc::new(MemoryStore::new(10_000))
         }
     };
-    let cache = CacheLayer::new(store, KeyFactory::new("monps", &app_env, "v1"));
+    let cache = CacheLayer::builder(store, KeyFactory::new("monps", &app_env, "v1"))
+        .tag_header(HeaderName::from_static(CACHE_TAG))
+        .build()?;
+    let state = AppState {
+        runs: Arc::default(),
+        invalidator: cache.invalidator(),
+    };
     let by_match = Entity::path_segment(1).prefix("m_");
 
     let app = Router::new()
@@ -140,6 +170,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ),
         )
         .route(
+            "/teams/{team}/matches",
+            get(team_matches).route_layer(
+                cache.policy(
+                    Policy::new("teams")
+                        .entity(Entity::path_segment(1).prefix("t_"))
+                        .ttl(Duration::from_secs(60)),
+                ),
+            ),
+        )
+        .route("/admin/matches/{id}/invalidate", post(invalidate_match))
+        .route(
+            "/admin/namespaces/{ns}/invalidate",
+            post(invalidate_namespace),
+        )
+        .route("/admin/tags/{tag}/invalidate", post(invalidate_tag))
+        .route(
             "/health",
             get(health).route_layer(
                 cache.policy(
@@ -150,7 +196,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ),
             ),
         )
-        .with_state(AppState::default());
+        .with_state(state);
 
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     tracing::info!(
@@ -168,8 +214,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `POST /matches/{id}/prediction` with an optional JSON config body.
-async fn prediction(State(runs): State<AppState>, Path(id): Path<String>, body: Bytes) -> Response {
-    let runs = runs.prediction.fetch_add(1, Relaxed) + 1;
+async fn prediction(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let runs = state.runs.prediction.fetch_add(1, Relaxed) + 1;
     let config = if body.is_empty() {
         json!({})
     } else {
@@ -205,23 +255,58 @@ async fn analyze_match(id: &str, config: &Value) -> Value {
     })
 }
 
-async fn markets(State(runs): State<AppState>, Path(id): Path<String>) -> Response {
-    let runs = runs.markets.fetch_add(1, Relaxed) + 1;
+async fn markets(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let runs = state.runs.markets.fetch_add(1, Relaxed) + 1;
     tokio::time::sleep(Duration::from_millis(30)).await; // a database read
     let markets = json!({ "match_id": id, "markets": ["1x2", "over_under_2_5", "btts"] });
     with_runs(runs, Json(markets))
 }
 
-async fn goalscorers(State(runs): State<AppState>, Path(id): Path<String>) -> Response {
-    let runs = runs.goalscorers.fetch_add(1, Relaxed) + 1;
+async fn goalscorers(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let runs = state.runs.goalscorers.fetch_add(1, Relaxed) + 1;
     tokio::time::sleep(Duration::from_millis(30)).await; // a database read
     let scorers = json!({ "match_id": id, "anytime": ["Player A", "Player B", "Player C"] });
     with_runs(runs, Json(scorers))
 }
 
-async fn health(State(runs): State<AppState>) -> Response {
-    let runs = runs.health.fetch_add(1, Relaxed) + 1;
+async fn health(State(state): State<AppState>) -> Response {
+    let runs = state.runs.health.fetch_add(1, Relaxed) + 1;
     with_runs(runs, Json(json!({ "status": "ok" })))
+}
+
+/// A team's matches, tagged with the team so that one call drops them wherever they are cached.
+async fn team_matches(State(state): State<AppState>, Path(team): Path<String>) -> Response {
+    let runs = state.runs.teams.fetch_add(1, Relaxed) + 1;
+    tokio::time::sleep(Duration::from_millis(30)).await; // a database read
+    let matches = json!({ "team": team, "matches": ["12345", "12346"] });
+    let tags = [(CACHE_TAG, format!("team-{team}"))];
+    with_runs(runs, (tags, Json(matches)))
+}
+
+/// `POST /admin/matches/{id}/invalidate`: every cached response of the match, all namespaces.
+async fn invalidate_match(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    invalidated(state.invalidator.entity(&format!("m_{id}")).await)
+}
+
+/// `POST /admin/namespaces/{ns}/invalidate`.
+async fn invalidate_namespace(State(state): State<AppState>, Path(ns): Path<String>) -> Response {
+    invalidated(state.invalidator.namespace(&ns).await)
+}
+
+/// `POST /admin/tags/{tag}/invalidate`.
+async fn invalidate_tag(State(state): State<AppState>, Path(tag): Path<String>) -> Response {
+    invalidated(state.invalidator.tag(&tag).await)
+}
+
+/// The answer of an admin route: the count, or 503 with the error (worth retrying).
+fn invalidated(result: Result<u64, StoreError>) -> Response {
+    match result {
+        Ok(count) => Json(json!({ "invalidated": count })).into_response(),
+        Err(error) => {
+            let body = Json(json!({ "error": error.to_string() }));
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        }
+    }
 }
 
 /// Adds `x-handler-runs` to a handler's response.

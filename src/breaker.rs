@@ -28,6 +28,8 @@ pub(crate) struct CircuitBreaker {
     open_until: AtomicU64,
     /// Milliseconds since `epoch` when the current probe started; `0` means none.
     probe_started: AtomicU64,
+    /// Whether opening and closing are logged at warn and info level (else debug).
+    loud: bool,
 }
 
 /// Whether a lookup may go to the store.
@@ -51,7 +53,15 @@ impl CircuitBreaker {
             consecutive_failures: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
             probe_started: AtomicU64::new(0),
+            loud: true,
         }
+    }
+
+    /// A breaker that logs only at debug level: one of many (a cluster node's), whose state
+    /// the layer's own breaker and counters already report.
+    pub(crate) fn quiet(mut self) -> Self {
+        self.loud = false;
+        self
     }
 
     /// Decides whether one lookup may go to the store.
@@ -109,7 +119,13 @@ impl CircuitBreaker {
             && self.open_until.swap(0, Ordering::AcqRel) != 0
         {
             self.probe_started.store(0, Ordering::Release);
-            tracing::info!("cache store answered again: circuit breaker closed, caching resumed");
+            if self.loud {
+                tracing::info!(
+                    "cache store answered again: circuit breaker closed, caching resumed"
+                );
+            } else {
+                tracing::debug!("store node answered again: its circuit breaker closed");
+            }
         }
     }
 
@@ -130,11 +146,15 @@ impl CircuitBreaker {
                 .compare_exchange(0, until, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
         {
-            tracing::warn!(
-                failures,
-                cooldown_ms = millis(self.cooldown),
-                "cache store failing: circuit breaker open, requests skip the store (served by the handler)"
-            );
+            if self.loud {
+                tracing::warn!(
+                    failures,
+                    cooldown_ms = millis(self.cooldown),
+                    "cache store failing: circuit breaker open, requests skip the store (served by the handler)"
+                );
+            } else {
+                tracing::debug!(failures, "store node failing: its circuit breaker open");
+            }
         }
     }
 

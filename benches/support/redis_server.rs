@@ -12,6 +12,62 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// Three `redis-server` masters forming a Redis Cluster (made by `redis-cli --cluster create`).
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    _dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose nodes get `extra` arguments too.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!("trc-bench-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let config = format!("{}/nodes-{{port}}.conf", dir.display());
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let mut args = vec!["--cluster-enabled", "yes", "--cluster-config-file", &config];
+                args.extend_from_slice(extra);
+                RedisServer::start_with(&args)
+            })
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let status = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .arg("--cluster-yes")
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli (comes with redis-server)");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes
+            .iter()
+            .all(|n| n.command(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { nodes, _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port);
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{}", node.port));
+        }
+        url
+    }
+}
+
 /// A private `redis-server` child process on a free loopback port, killed on drop.
 pub struct RedisServer {
     child: Child,
@@ -20,12 +76,22 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server started with `extra` arguments too; `{port}` in one is replaced by its port.
+    pub fn start_with(extra: &[&str]) -> Self {
         // A port freed by the kernel can be taken again before redis binds it: retry.
         for _ in 0..5 {
             let port = free_port();
+            let extra: Vec<String> = extra
+                .iter()
+                .map(|a| a.replace("{port}", &port.to_string()))
+                .collect();
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
+                .args(&extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -71,6 +137,10 @@ impl RedisServer {
             && &reply == b"+PONG\r\n"
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
@@ -82,6 +152,12 @@ impl RedisServer {
     /// Sends one command on a fresh connection; the reply (a bulk string's contents, or an
     /// integer or status line as is). An error reply panics.
     pub fn command(&self, args: &[&str]) -> String {
+        self.try_command(args)
+            .unwrap_or_else(|line| panic!("redis-server: {args:?}: {line}"))
+    }
+
+    /// Like [`command`](Self::command), with an error reply as `Err`.
+    pub fn try_command(&self, args: &[&str]) -> Result<String, String> {
         let mut stream =
             TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis-server");
         stream
@@ -101,15 +177,15 @@ impl RedisServer {
             Some(b'$') => {
                 let len: i64 = line[1..].trim().parse().expect("a bulk length");
                 let Ok(len) = usize::try_from(len) else {
-                    return String::new(); // `$-1`: a nil reply
+                    return Ok(String::new()); // `$-1`: a nil reply
                 };
                 let mut bulk = vec![0; len + 2];
                 reader.read_exact(&mut bulk).expect("a bulk reply");
                 bulk.truncate(len);
-                String::from_utf8_lossy(&bulk).into_owned()
+                Ok(String::from_utf8_lossy(&bulk).into_owned())
             }
-            Some(b'-') => panic!("redis-server: {args:?}: {line}"),
-            _ => line,
+            Some(b'-') => Err(line),
+            _ => Ok(line.trim_end().to_owned()),
         }
     }
 

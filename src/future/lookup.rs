@@ -80,6 +80,9 @@ pub(crate) fn resolve(
 ) -> Resolution {
     let counters = &runtime.counters;
     match &found {
+        // One cluster node down: the others answer, the store as a whole is up; that node's
+        // own breaker (in the store) skips it.
+        Err(error) if error.is_node_scoped() => {}
         Err(error) if error.is_outage() => runtime.breaker.on_failure(admission),
         // The store answered (perhaps with an error about this one key, such as a wrong-type
         // value that the write-back will overwrite): it is up.

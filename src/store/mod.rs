@@ -1,5 +1,6 @@
 //! Where entries live: the [`Store`] trait, the Redis store and the in-process store.
 
+mod cluster;
 mod memory;
 mod redis;
 mod redis_index;
@@ -139,6 +140,8 @@ impl fmt::Debug for dyn Store {
 pub struct StoreError {
     kind: StoreErrorKind,
     message: String,
+    /// The failure concerns one node of several (a cluster node): the store is up otherwise.
+    node_scoped: bool,
 }
 
 /// The kind of a [`StoreError`].
@@ -161,7 +164,20 @@ impl StoreError {
         Self {
             kind,
             message: message.into(),
+            node_scoped: false,
         }
+    }
+
+    /// Marks the failure as one node's of several (a Redis Cluster node): the layer's circuit
+    /// breaker does not count it, as the store's other nodes still answer.
+    pub fn node_scoped(mut self) -> Self {
+        self.node_scoped = true;
+        self
+    }
+
+    /// Whether the failure is one node's of several; see [`node_scoped`](Self::node_scoped).
+    pub fn is_node_scoped(&self) -> bool {
+        self.node_scoped
     }
 
     /// The kind of failure.

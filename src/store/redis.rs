@@ -1,10 +1,13 @@
 //! The Redis store, on `fred`: standalone, Cluster, Sentinel and TLS from one URL.
 
-use super::{redis_index, EntryWrite, Store, StoreError, StoreErrorKind, StoreFuture};
-use crate::invalidation::Invalidation;
+use super::{
+    cluster::{ClusterClients, Node},
+    redis_index, EntryWrite, Store, StoreError, StoreErrorKind, StoreFuture,
+};
+use crate::{breaker::Admission, invalidation::Invalidation};
 use bytes::Bytes;
 use fred::{
-    clients::Pool,
+    clients::{Client, Pool, WithOptions},
     error::{Error as FredError, ErrorKind},
     interfaces::{ClientLike, EventInterface, KeysInterface},
     types::{
@@ -13,7 +16,11 @@ use fred::{
     },
 };
 use socket2::TcpKeepalive;
-use std::{fmt, time::Duration};
+use std::{
+    fmt,
+    sync::{Arc, Once},
+    time::Duration,
+};
 
 /// A [`Store`] on Redis (standalone or Cluster) through a small pool of `fred` clients.
 ///
@@ -40,8 +47,29 @@ use std::{fmt, time::Duration};
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
+    /// The connections of a standalone or Sentinel server; on Cluster, a fred cluster pool
+    /// for [`pool`](Self::pool) only, connected when first asked for.
     pool: Pool,
+    pool_started: Arc<Once>,
+    /// On Cluster: a client per primary, which the store's own commands use.
+    cluster: Option<ClusterClients>,
     description: String,
+}
+
+/// Where one command goes: a client, and on Cluster the node to report the outcome to.
+pub(super) struct Route {
+    pub(super) client: WithOptions<Client>,
+    node: Option<(ClusterClients, Arc<Node>, Admission)>,
+}
+
+impl Route {
+    /// The command's result, reported to its node's breaker on Cluster.
+    pub(super) fn finish<T>(self, result: Result<T, FredError>) -> Result<T, StoreError> {
+        match self.node {
+            Some((cluster, node, admission)) => cluster.report(&node, admission, result),
+            None => result.map_err(|e| map_error(&e)),
+        }
+    }
 }
 
 /// Builder for [`RedisStore`]: timeouts, pool size and reconnect pacing.
@@ -76,14 +104,44 @@ impl RedisStore {
     /// Stops the reconnect loop of a store nobody will use, without making the caller wait.
     fn quit_in_background(&self) {
         let pool = self.pool.clone();
+        let clients = self.cluster.as_ref().map(ClusterClients::clients);
         tokio::spawn(async move {
             let _ = pool.quit().await;
+            for client in clients.into_iter().flatten() {
+                let _ = client.quit().await;
+            }
         });
     }
 
-    /// The `fred` pool, for commands of your own (invalidation, inspection).
+    /// The `fred` pool, for commands of your own (inspection and the like).
+    ///
+    /// On Redis Cluster the store's own commands go through a client per primary (so that one
+    /// node down fails only its slots); this pool is a fred cluster pool of its own, connected
+    /// the first time it is asked for (which must be within a Tokio runtime).
     pub fn pool(&self) -> &Pool {
+        if self.cluster.is_some() {
+            self.pool_started.call_once(|| {
+                self.pool.connect_pool();
+            });
+        }
         &self.pool
+    }
+
+    /// The client for a command on `key`, with `options`.
+    pub(super) fn route(&self, key: &str, options: &Options) -> Result<Route, StoreError> {
+        match &self.cluster {
+            None => Ok(Route {
+                client: self.pool.next_connected().with_options(options),
+                node: None,
+            }),
+            Some(cluster) => {
+                let (node, admission) = cluster.node_for(key)?;
+                Ok(Route {
+                    client: node.client.with_options(options),
+                    node: Some((cluster.clone(), node, admission)),
+                })
+            }
+        }
     }
 }
 
@@ -149,7 +207,12 @@ impl RedisStoreBuilder {
             ));
         }
         let store = self.build_pool(false)?;
-        store.pool.connect_pool();
+        match &store.cluster {
+            Some(cluster) => cluster.start(),
+            None => {
+                store.pool.connect_pool();
+            }
+        }
         Ok(store)
     }
 
@@ -157,6 +220,19 @@ impl RedisStoreBuilder {
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
         let timeout = self.connection_timeout;
         let store = self.build_pool(true)?;
+        if let Some(cluster) = &store.cluster {
+            cluster.start();
+            return match cluster.wait_for_topology(timeout).await {
+                Ok(()) => Ok(store),
+                Err(error) => {
+                    store.quit_in_background();
+                    Err(StoreError::new(
+                        error.kind(),
+                        format!("no connection to {}: {error}", store.description),
+                    ))
+                }
+            };
+        }
         let mut errors = store.pool.clients().first().map(|c| c.error_rx());
         store.pool.connect_pool();
         match tokio::time::timeout(timeout, store.pool.wait_for_connect()).await {
@@ -209,7 +285,33 @@ impl RedisStoreBuilder {
         // trying until Redis answers.
         config.fail_fast = first_failure_is_final;
         let description = describe(&config);
-        let pool = Builder::from_config(config)
+        let settings = self.clone();
+        let builder = move |config: Config| settings.fred_builder(config);
+        let cluster = match config.server {
+            ServerConfig::Clustered { .. } => {
+                // Each node's client reconnects on its own, whatever happened at first.
+                let mut nodes = config.clone();
+                nodes.fail_fast = false;
+                Some(ClusterClients::new(&nodes, builder.clone())?)
+            }
+            _ => None,
+        };
+        let pool = builder(config)
+            .build_pool(self.pool_size)
+            .map_err(|e| map_error(&e))?;
+        Ok(RedisStore {
+            pool,
+            pool_started: Arc::new(Once::new()),
+            cluster,
+            description,
+        })
+    }
+
+    /// A fred builder for `config` with the store's timeouts, socket options and reconnect
+    /// policy.
+    fn fred_builder(&self, config: Config) -> Builder {
+        let mut builder = Builder::from_config(config);
+        builder
             .with_connection_config(|c| {
                 c.connection_timeout = self.connection_timeout;
                 c.internal_command_timeout = self.connection_timeout;
@@ -232,10 +334,8 @@ impl RedisStoreBuilder {
                 }
             })
             .with_performance_config(|p| p.default_command_timeout = self.command_timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
-            .build_pool(self.pool_size)
-            .map_err(|e| map_error(&e))?;
-        Ok(RedisStore { pool, description })
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+        builder
     }
 }
 
@@ -320,9 +420,15 @@ fn fail_fast(timeout: Option<Duration>) -> Options {
 
 impl RedisStore {
     fn get_with(&self, key: &str, timeout: Option<Duration>) -> StoreFuture<Option<Bytes>> {
-        let client = self.pool.next_connected().with_options(&fail_fast(timeout));
+        let route = match self.route(key, &fail_fast(timeout)) {
+            Ok(route) => route,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
         let key = key.to_owned();
-        Box::pin(async move { client.get(key).await.map_err(|e| map_error(&e)) })
+        Box::pin(async move {
+            let result = route.client.get(key).await;
+            route.finish(result)
+        })
     }
 }
 
@@ -338,38 +444,46 @@ impl Store for RedisStore {
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-        let client = self.pool.next_connected().with_options(&fail_fast(None));
+        let route = match self.route(key, &fail_fast(None)) {
+            Ok(route) => route,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
         let key = key.to_owned();
         let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
         Box::pin(async move {
-            client
-                .set::<(), _, _>(key, value, Some(Expiration::PX(millis)), None, false)
-                .await
-                .map_err(|e| map_error(&e))
+            let expiry = Some(Expiration::PX(millis));
+            let result = route
+                .client
+                .set::<(), _, _>(key, value, expiry, None, false)
+                .await;
+            route.finish(result)
         })
     }
 
     fn delete(&self, key: &str) -> StoreFuture<bool> {
-        let client = self.pool.next_connected().with_options(&fail_fast(None));
+        let route = match self.route(key, &fail_fast(None)) {
+            Ok(route) => route,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
         let key = key.to_owned();
         Box::pin(async move {
-            client
-                .del::<i64, _>(key)
-                .await
-                .map(|n| n > 0)
-                .map_err(|e| map_error(&e))
+            let result = route.client.del::<i64, _>(key).await;
+            route.finish(result).map(|n| n > 0)
         })
     }
 
     fn write(&self, write: EntryWrite) -> StoreFuture<bool> {
-        let client = self.pool.next_connected().with_options(&fail_fast(None));
-        redis_index::write(client, write)
+        redis_index::write(self.clone(), write)
     }
 
     fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
-        let client = self.pool.next_connected().with_options(&fail_fast(None));
-        redis_index::invalidate(client, invalidation)
+        redis_index::invalidate(self.clone(), invalidation)
     }
+}
+
+/// Per-command options for the store's own commands (see [`fail_fast`]).
+pub(super) fn command_options() -> Options {
+    fail_fast(None)
 }
 
 impl fmt::Debug for RedisStore {
@@ -377,6 +491,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("server", &self.description)
             .field("pool_size", &self.pool.size())
+            .field("client_per_cluster_node", &self.cluster.is_some())
             .finish()
     }
 }

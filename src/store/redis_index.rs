@@ -19,13 +19,15 @@
 //! Indexes are sorted sets scored by expiry, trimmed on every write and expiring with their
 //! last member (see `key/index.rs`), so none grows past the live entries it indexes.
 
-use super::{EntryWrite, StoreError, StoreErrorKind, StoreFuture};
+use super::{
+    redis::{command_options, RedisStore},
+    EntryWrite, StoreError, StoreErrorKind, StoreFuture,
+};
 use crate::{
     invalidation::{Invalidation, InvalidationScope},
     key::index::{self, EntryAddress},
 };
 use fred::{
-    clients::{Client, WithOptions},
     interfaces::ClientLike,
     types::{ClusterHash, CustomCommand, Value},
     util::{redis_keyslot, sha1_hash},
@@ -172,8 +174,8 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now_ms, '+inf')"
     )))
 });
 
-/// A client of the pool, with the store's per-command options.
-pub(crate) type Connection = WithOptions<Client>;
+/// The store, which routes each script to the node serving its keys.
+type Connection = RedisStore;
 
 /// The scripts are built once per process.
 fn leak(lua: String) -> &'static str {
@@ -195,16 +197,20 @@ async fn eval(
         all.extend(keys.iter().map(|k| Value::from(*k)));
         all.extend(args.iter().cloned());
         let command = CustomCommand::new_static(command, ClusterHash::Custom(slot), false);
-        client.custom::<Value, Value>(command, all)
+        let route = client.route(keys[0], &command_options());
+        async move {
+            let route = route?;
+            let result = route.client.custom::<Value, Value>(command, all).await;
+            route.finish(result)
+        }
     };
     match call("EVALSHA", Value::from(script.sha.as_str())).await {
-        Err(error) if error.details().starts_with("NOSCRIPT") => {
+        Err(error) if error.to_string().contains("NOSCRIPT") => {
             // EVAL also caches the script on that node for the next EVALSHA.
             call("EVAL", Value::from(script.lua)).await
         }
         result => result,
     }
-    .map_err(|e| super::redis::map_error(&e))
 }
 
 fn integer(value: Value) -> Result<i64, StoreError> {

@@ -9,6 +9,7 @@
 //!   generator of the fault scenarios); [`cache_support`]: HTTP helpers and `redis_test!`.
 //! - [`cache`]: misses and hits, keys, TTLs, HEAD, bodies, paths, topologies.
 //! - [`storability`]: what is never stored.
+//! - [`cluster_nodes`]: a cluster master down, with and without replicas.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
 //! - [`invalidation`]: invalidation by entity, namespace and tag; races, bounds, spellings.
 //! - [`hostile`]: hostile input. [`security`]: TLS, credentials, logs.
@@ -23,6 +24,7 @@ mod support;
 mod cache_support;
 
 mod cache;
+mod cluster_nodes;
 mod compose;
 mod faults;
 mod hostile;

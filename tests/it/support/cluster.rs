@@ -21,6 +21,8 @@ pub const SLOT_RANGES: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 1638
 /// A running three-master cluster on loopback. Nodes are killed on drop.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// With [`RedisClusterBuilder::replicas`]: replica `i` follows node `i`.
+    replicas: Vec<RedisServer>,
     password: Option<String>,
 }
 
@@ -29,6 +31,7 @@ pub struct RedisCluster {
 pub struct RedisClusterBuilder {
     args: Vec<String>,
     password: Option<String>,
+    replicas: bool,
 }
 
 impl RedisClusterBuilder {
@@ -44,23 +47,29 @@ impl RedisClusterBuilder {
         self
     }
 
+    /// One replica per master (six nodes): a killed master's replica takes over after the
+    /// node timeout (2 s).
+    pub fn replicas(mut self) -> Self {
+        self.replicas = true;
+        self
+    }
+
+    fn start_node(&self) -> RedisServer {
+        let mut builder = RedisServer::builder()
+            .port_choice(PortChoice::ClusterPair)
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", "2000"])
+            .args(self.args.iter().cloned());
+        if let Some(pw) = &self.password {
+            builder = builder.args(["--masterauth", pw]).password(pw.clone());
+        }
+        builder.start()
+    }
+
     /// Starts the three nodes, forms the cluster and waits until it is healthy.
     pub fn start(self) -> RedisCluster {
-        let nodes: Vec<RedisServer> = SLOT_RANGES
-            .iter()
-            .map(|_| {
-                let mut builder = RedisServer::builder()
-                    .port_choice(PortChoice::ClusterPair)
-                    .args(["--cluster-enabled", "yes"])
-                    .args(["--cluster-config-file", "nodes.conf"])
-                    .args(["--cluster-node-timeout", "2000"])
-                    .args(self.args.iter().cloned());
-                if let Some(pw) = &self.password {
-                    builder = builder.args(["--masterauth", pw]).password(pw.clone());
-                }
-                builder.start()
-            })
-            .collect();
+        let nodes: Vec<RedisServer> = SLOT_RANGES.iter().map(|_| self.start_node()).collect();
 
         for (i, (node, (lo, hi))) in nodes.iter().zip(SLOT_RANGES).enumerate() {
             let epoch = (i + 1).to_string();
@@ -76,11 +85,45 @@ impl RedisClusterBuilder {
                 &["CLUSTER", "MEET", "127.0.0.1", &other.port().to_string()],
             );
         }
+        let mut replicas = Vec::new();
+        if self.replicas {
+            for _ in &nodes {
+                let replica = self.start_node();
+                expect_ok(
+                    &nodes[0],
+                    &["CLUSTER", "MEET", "127.0.0.1", &replica.port().to_string()],
+                );
+                replicas.push(replica);
+            }
+        }
         let cluster = RedisCluster {
             nodes,
+            replicas,
             password: self.password,
         };
         cluster.wait_healthy();
+        for (master, replica) in cluster.nodes.iter().zip(&cluster.replicas) {
+            let id = master.command(&["CLUSTER", "MYID"]);
+            // The replica must know the master first: retry until gossip has told it.
+            let deadline = Instant::now() + CLUSTER_TIMEOUT;
+            while replica.query(&["CLUSTER", "REPLICATE", &id]) != Reply::Simple("OK".into()) {
+                assert!(
+                    Instant::now() < deadline,
+                    "replica never accepted its master"
+                );
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for replica in &cluster.replicas {
+            let deadline = Instant::now() + CLUSTER_TIMEOUT;
+            while !replica
+                .command(&["INFO", "replication"])
+                .contains("master_link_status:up")
+            {
+                assert!(Instant::now() < deadline, "replica never synced");
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
         cluster
     }
 }
@@ -161,6 +204,11 @@ impl RedisCluster {
     /// The nodes; node `i` owns [`SLOT_RANGES`]`[i]`.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// The replicas (with [`RedisClusterBuilder::replicas`]); replica `i` follows node `i`.
+    pub fn replicas(&self) -> &[RedisServer] {
+        &self.replicas
     }
 
     /// Mutable nodes, to [`RedisServer::kill`] / [`RedisServer::restart`] / pause one.
