@@ -56,6 +56,15 @@ async fn fill(app: &Router, layer: &CacheLayer, ids: &[String]) {
     }
 }
 
+/// A cache on `redis`, its app, and one id per master, each stored.
+async fn filled(redis: &Redis) -> (CacheLayer, Router, [String; 3]) {
+    let layer = cache(redis).await;
+    let app = app(&layer, &Runs::default());
+    let ids = one_id_per_node();
+    fill(&app, &layer, &ids).await;
+    (layer, app, ids)
+}
+
 /// Sends `/items/{id}` until it hits, at most `bound`; how long that took.
 async fn until_hit(app: &Router, id: &str, bound: Duration) -> Duration {
     let started = Instant::now();
@@ -81,12 +90,7 @@ fn a_master_down_fails_only_its_own_slots() {
         .arg("no")
         .start();
     run(Redis::Cluster(cluster), |mut redis| async move {
-        let layer = cache(&redis).await;
-        let runs = Runs::default();
-        let app = app(&layer, &runs);
-        let ids = one_id_per_node();
-        fill(&app, &layer, &ids).await;
-
+        let (layer, app, ids) = filled(&redis).await;
         let Redis::Cluster(cluster) = &mut redis else {
             unreachable!()
         };
@@ -142,12 +146,7 @@ fn a_master_down_fails_only_its_own_slots() {
 fn with_replicas_caching_resumes_for_every_entity_after_a_failover() {
     let cluster = RedisCluster::builder().replicas().start();
     run(Redis::Cluster(cluster), |mut redis| async move {
-        let layer = cache(&redis).await;
-        let runs = Runs::default();
-        let app = app(&layer, &runs);
-        let ids = one_id_per_node();
-        fill(&app, &layer, &ids).await;
-
+        let (layer, app, ids) = filled(&redis).await;
         let Redis::Cluster(cluster) = &mut redis else {
             unreachable!()
         };
