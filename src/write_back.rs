@@ -2,6 +2,7 @@
 //! bounded by the write budget, stored off the response path.
 
 use crate::{
+    conditional::{derived_etag, is_entity_tag},
     entry::Entry,
     key::CacheKey,
     keying::Identity,
@@ -12,7 +13,7 @@ use crate::{
     write_budget::Reservation,
 };
 use bytes::{Bytes, BytesMut};
-use http::{response, HeaderMap};
+use http::{header, response, HeaderMap};
 use http_body::SizeHint;
 use std::{
     sync::Arc,
@@ -144,7 +145,7 @@ impl WriteBack {
         let Self {
             plan,
             status,
-            headers,
+            mut headers,
             chunks,
             len,
             mut reservation,
@@ -159,6 +160,14 @@ impl WriteBack {
                 body.freeze()
             }
         };
+        // Hits carry an ETag: the handler's when it is a valid entity-tag, else one derived
+        // from the body (an invalid one is never replayed).
+        if !headers.get(header::ETAG).is_some_and(is_entity_tag)
+            || headers.get_all(header::ETAG).iter().count() > 1
+        {
+            headers.remove(header::ETAG);
+            headers.insert(header::ETAG, derived_etag(&body));
+        }
         let entry = Entry::new(status, headers, body)
             .with_stored_at(SystemTime::now())
             .with_ttl(plan.ttl)

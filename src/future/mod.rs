@@ -11,6 +11,7 @@ mod read_body;
 use crate::{
     body::ResponseBody,
     breaker::Admission,
+    conditional,
     invalidation::Invalidation,
     key::CacheKey,
     keying::{request_key, Identity},
@@ -291,9 +292,16 @@ where
                         &pending.identity,
                     ) {
                         Resolution::Fresh(entry) => {
-                            let head = pending.request.method() == Method::HEAD;
+                            let request = &pending.request;
+                            let head = request.method() == Method::HEAD;
+                            let not_modified = conditional::not_modified(
+                                request.method(),
+                                request.headers(),
+                                entry.headers(),
+                            );
+                            let now = SystemTime::now();
                             let response =
-                                respond::hit(entry, head, SystemTime::now(), &runtime.name);
+                                respond::hit(entry, head, not_modified, now, &runtime.name);
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
                         Resolution::Miss(status) => State::forward(pending, status),
