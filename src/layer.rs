@@ -65,6 +65,8 @@ pub struct CacheLayerBuilder {
     breaker_failures: u32,
     breaker_cooldown: Duration,
     tag_header: Option<http::HeaderName>,
+    coalescing: bool,
+    coalescing_timeout: Duration,
 }
 
 /// Why [`CacheLayerBuilder::build`] refused its settings.
@@ -96,6 +98,8 @@ impl CacheLayer {
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(1),
             tag_header: None,
+            coalescing: true,
+            coalescing_timeout: Duration::from_secs(5),
         }
     }
 
@@ -168,6 +172,24 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// Whether concurrent misses for one key in this process make one inner call (default:
+    /// on). The first forwards; the others wait for it (at most the
+    /// [`coalescing_timeout`](Self::coalescing_timeout)) and are answered with its response
+    /// when it is storable (`Cache-Status: …; fwd=uri-miss; collapsed`), or forward on their
+    /// own at once when it is not (private, `Set-Cookie`, an error status, too large, failed
+    /// or cancelled). `HEAD` requests and requests that bypass the cache are never coalesced.
+    pub fn coalescing(mut self, on: bool) -> Self {
+        self.coalescing = on;
+        self
+    }
+
+    /// The longest a coalesced miss waits for the request it joined before it forwards on its
+    /// own (default 5 s).
+    pub fn coalescing_timeout(mut self, timeout: Duration) -> Self {
+        self.coalescing_timeout = timeout;
+        self
+    }
+
     /// The cache's name in `Cache-Status` (default `tower-redis-cache`): an RFC 8941 token
     /// such as `monps`. Anything else makes [`build`](Self::build) fail.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -211,6 +233,8 @@ impl CacheLayerBuilder {
             counters: Counters::default(),
             bodies: BodyMemo::new(),
             tag_header: self.tag_header,
+            flights: self.coalescing.then(Arc::default),
+            coalescing_timeout: self.coalescing_timeout,
         };
         Ok(CacheLayer {
             runtime: Arc::new(runtime),
@@ -230,6 +254,8 @@ impl fmt::Debug for CacheLayerBuilder {
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("tag_header", &self.tag_header)
+            .field("coalescing", &self.coalescing)
+            .field("coalescing_timeout", &self.coalescing_timeout)
             .finish_non_exhaustive()
     }
 }

@@ -90,6 +90,7 @@
 mod body;
 mod body_memo;
 mod breaker;
+mod coalesce;
 mod conditional;
 mod deadline;
 mod entry;

@@ -20,8 +20,29 @@ pub(crate) fn hit(
     now: SystemTime,
     name: &str,
 ) -> Response<Option<Bytes>> {
-    let age = entry.age(now).as_secs();
     let ttl = entry.remaining_ttl(now).as_secs();
+    from_entry(
+        entry,
+        head,
+        not_modified,
+        now,
+        name,
+        CacheStatus::Hit { ttl },
+    )
+}
+
+/// The response rebuilt from `entry`, reported as `status`: a hit, or a miss answered with the
+/// response another request for the key fetched (`collapsed`).
+pub(crate) fn from_entry(
+    entry: Entry,
+    head: bool,
+    not_modified: bool,
+    now: SystemTime,
+    name: &str,
+    status: CacheStatus,
+) -> Response<Option<Bytes>> {
+    let cache_status = status;
+    let age = entry.age(now).as_secs();
     let Entry {
         status,
         mut headers,
@@ -36,7 +57,7 @@ pub(crate) fn hit(
             }
         }
         kept.insert(header::AGE, HeaderValue::from(age));
-        kept.append(CACHE_STATUS, CacheStatus::Hit { ttl }.header_value(name));
+        kept.append(CACHE_STATUS, cache_status.header_value(name));
         let mut response = Response::new(None);
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         *response.headers_mut() = kept;
@@ -46,7 +67,7 @@ pub(crate) fn hit(
     // The stored body is complete, so its length is exact (and right for HEAD, which has none).
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     headers.insert(header::AGE, HeaderValue::from(age));
-    headers.append(CACHE_STATUS, CacheStatus::Hit { ttl }.header_value(name));
+    headers.append(CACHE_STATUS, cache_status.header_value(name));
     let mut response = Response::new((!head).then_some(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;

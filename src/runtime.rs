@@ -4,8 +4,8 @@
 //! Built once by [`CacheLayerBuilder::build`](crate::CacheLayerBuilder::build).
 
 use crate::{
-    body_memo::BodyMemo, breaker::CircuitBreaker, deadline::Deadlines, key::KeyFactory,
-    stats::Counters, store::Store, write_budget::WriteBudget,
+    body_memo::BodyMemo, breaker::CircuitBreaker, coalesce::Flights, deadline::Deadlines,
+    key::KeyFactory, stats::Counters, store::Store, write_budget::WriteBudget,
 };
 use crate::{
     rules::request::Bypass,
@@ -28,6 +28,10 @@ pub(crate) struct Runtime {
     pub(crate) bodies: BodyMemo,
     /// The response header naming an entry's tags, removed before the client sees it.
     pub(crate) tag_header: Option<http::HeaderName>,
+    /// The misses in flight, for coalescing; `None` when coalescing is off.
+    pub(crate) flights: Option<Arc<Flights>>,
+    /// The longest a coalesced miss waits for its leader.
+    pub(crate) coalescing_timeout: std::time::Duration,
 }
 
 impl fmt::Debug for Runtime {

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct CacheStats {
     /// Requests answered from the store.
     pub hits: u64,
+    /// Misses answered with the response another request for the key fetched (coalesced;
+    /// each also counted as a miss).
+    pub coalesced: u64,
     /// Requests looked up and forwarded: no entry, another variant's entry, or a store failure.
     pub misses: u64,
     /// Requests on a cached route forwarded without a lookup (credentials, unkeyed input, size).
@@ -37,6 +40,7 @@ pub struct CacheStats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) bypasses: AtomicU64,
     pub(crate) lookup_errors: AtomicU64,
@@ -61,6 +65,7 @@ impl Counters {
     ) -> CacheStats {
         CacheStats {
             hits: self.hits.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
             misses: self.misses.load(Relaxed),
             bypasses: self.bypasses.load(Relaxed),
             lookup_errors: self.lookup_errors.load(Relaxed),

@@ -14,6 +14,8 @@ pub(crate) enum CacheStatus {
     Forward {
         fwd: Fwd,
         stored: bool,
+        /// Answered with the response of another request for the key (RFC 9211 `collapsed`).
+        collapsed: bool,
         detail: Option<&'static str>,
     },
 }
@@ -36,15 +38,40 @@ impl CacheStatus {
         CacheStatus::Forward {
             fwd,
             stored: false,
+            collapsed: false,
             detail: None,
+        }
+    }
+
+    /// The same, answered with another request's response for the key.
+    pub(crate) fn collapsed(self) -> Self {
+        match self {
+            CacheStatus::Forward {
+                fwd,
+                stored,
+                detail,
+                ..
+            } => CacheStatus::Forward {
+                fwd,
+                stored,
+                collapsed: true,
+                detail,
+            },
+            hit => hit,
         }
     }
 
     pub(crate) fn with_detail(self, detail: &'static str) -> Self {
         match self {
-            CacheStatus::Forward { fwd, stored, .. } => CacheStatus::Forward {
+            CacheStatus::Forward {
                 fwd,
                 stored,
+                collapsed,
+                ..
+            } => CacheStatus::Forward {
+                fwd,
+                stored,
+                collapsed,
                 detail: Some(detail),
             },
             hit => hit,
@@ -53,9 +80,15 @@ impl CacheStatus {
 
     pub(crate) fn stored(self) -> Self {
         match self {
-            CacheStatus::Forward { fwd, detail, .. } => CacheStatus::Forward {
+            CacheStatus::Forward {
+                fwd,
+                collapsed,
+                detail,
+                ..
+            } => CacheStatus::Forward {
                 fwd,
                 stored: true,
+                collapsed,
                 detail,
             },
             hit => hit,
@@ -75,6 +108,7 @@ impl CacheStatus {
             CacheStatus::Forward {
                 fwd,
                 stored,
+                collapsed,
                 detail,
             } => {
                 value.push_str(match fwd {
@@ -85,6 +119,9 @@ impl CacheStatus {
                 });
                 if stored {
                     value.push_str("; stored");
+                }
+                if collapsed {
+                    value.push_str("; collapsed");
                 }
                 if let Some(detail) = detail {
                     value.push_str("; detail=");

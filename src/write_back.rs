@@ -2,6 +2,7 @@
 //! bounded by the write budget, stored off the response path.
 
 use crate::{
+    coalesce::{Flight, Outcome},
     conditional::{derived_etag, is_entity_tag},
     entry::Entry,
     key::CacheKey,
@@ -34,6 +35,9 @@ pub(crate) struct WritePlan {
     pub(crate) started: Instant,
     /// The response's tags, encoded; set once the response head is known.
     pub(crate) tags: Vec<String>,
+    /// When this miss leads a coalesced flight: where its entry is published. Dropped
+    /// unpublished (nothing stored), it sends the waiters to the inner service.
+    pub(crate) flight: Option<Flight>,
 }
 
 /// A response being recorded as it streams to the client. Holds its share of the write budget
@@ -174,6 +178,9 @@ impl WriteBack {
             .with_identity(Bytes::copy_from_slice(&plan.identity));
         let encoded = entry.encode();
         drop(entry);
+        // Waiters get the entry once the store has accepted it: a write-back refused because
+        // an invalidation raced it must not be served to them either.
+        let shared = plan.flight.as_ref().map(|_| encoded.clone());
         // Only the encoded entry is held from here on.
         reservation.shrink(reservation.bytes().saturating_sub(encoded.len()));
         runtime.spawn(async move {
@@ -182,16 +189,35 @@ impl WriteBack {
             let write = EntryWrite::new(plan.key, encoded, plan.ttl)
                 .started_at(plan.started)
                 .encoded_tags(plan.tags);
-            let write = runtime.store.write(write);
-            // A store that never answers must not hold its share of the budget forever.
-            let result = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::new(
-                    StoreErrorKind::Timeout,
-                    "write-back timed out",
-                )),
+            let mut write = runtime.store.write(write);
+            let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+            let mut flight = plan.flight;
+            let mut done = None;
+            if flight.is_some() {
+                // Waiters wait for the store at most a lookup timeout, as a lookup would: then
+                // they forward on their own (the flight ends unpublished).
+                match tokio::time::timeout(runtime.deadlines.timeout(), &mut write).await {
+                    Ok(result) => done = Some(result),
+                    Err(_) => flight = None,
+                }
+            }
+            let result = match done {
+                Some(result) => result,
+                // A store that never answers must not hold its share of the budget forever.
+                None => match tokio::time::timeout_at(deadline, write).await {
+                    Ok(result) => result,
+                    Err(_) => Err(StoreError::new(
+                        StoreErrorKind::Timeout,
+                        "write-back timed out",
+                    )),
+                },
             };
             drop(reservation);
+            if let (Ok(true), Some(flight), Some(shared)) = (&result, &flight, shared) {
+                if let Ok(entry) = Entry::decode(shared) {
+                    flight.publish(Outcome::Entry(Arc::new(entry)));
+                }
+            }
             match result {
                 Ok(true) => Counters::bump(&runtime.counters.writes),
                 Ok(false) => Counters::bump(&runtime.counters.writes_invalidated),

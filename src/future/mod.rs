@@ -11,7 +11,9 @@ mod read_body;
 use crate::{
     body::ResponseBody,
     breaker::Admission,
+    coalesce::{outcome, Flight, Outcome, Role},
     conditional,
+    entry::Entry,
     invalidation::Invalidation,
     key::CacheKey,
     keying::{request_key, Identity},
@@ -20,6 +22,7 @@ use crate::{
     respond,
     rules::request::Bypass,
     runtime::Runtime,
+    stats::Counters,
     status::CacheStatus,
     write_back::WritePlan,
 };
@@ -74,6 +77,11 @@ pin_project! {
             #[pin]
             future: S::Future,
             finish: Option<Finish>,
+        },
+        // A miss waiting for the leader of its key's flight (bounded).
+        Waiting {
+            outcome: Pin<Box<dyn Future<Output = Option<Outcome>> + Send>>,
+            pending: Option<(Pending<S, ReqBody>, CacheStatus)>,
         },
         // An unsafe request whose success invalidates its entity: waiting for the inner service.
         Unsafe {
@@ -220,8 +228,31 @@ where
         }
     }
 
+    /// A looked-up request that was not a hit: joins its key's flight (leads it, or waits for
+    /// its leader) when coalescing is on, else forwards.
+    fn miss(pending: Pending<S, ReqBody>, status: CacheStatus) -> Self {
+        let runtime = &pending.runtime;
+        let flights = runtime
+            .flights
+            .as_ref()
+            .filter(|_| pending.request.method() != Method::HEAD);
+        let Some(flights) = flights else {
+            return State::forward(pending, status, None);
+        };
+        match flights.join(pending.key.as_str()) {
+            Role::Leader(flight) => State::forward(pending, status, Some(flight)),
+            Role::Waiter(receiver) => {
+                let wait = tokio::time::timeout(runtime.coalescing_timeout, outcome(receiver));
+                State::Waiting {
+                    outcome: Box::pin(async move { wait.await.ok() }),
+                    pending: Some((pending, status)),
+                }
+            }
+        }
+    }
+
     /// Calls the inner service for a looked-up request that was not a hit.
-    fn forward(pending: Pending<S, ReqBody>, status: CacheStatus) -> Self {
+    fn forward(pending: Pending<S, ReqBody>, status: CacheStatus, flight: Option<Flight>) -> Self {
         let Pending {
             mut service,
             runtime,
@@ -242,6 +273,7 @@ where
                 max_body: policy.max_response_body,
                 started,
                 tags: Vec::new(),
+                flight,
             };
             (policy, plan)
         });
@@ -304,7 +336,37 @@ where
                                 respond::hit(entry, head, not_modified, now, &runtime.name);
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
-                        Resolution::Miss(status) => State::forward(pending, status),
+                        Resolution::Miss(status) => State::miss(pending, status),
+                    }
+                }
+                StateProj::Waiting { outcome, pending } => {
+                    let outcome = ready!(outcome.as_mut().poll(cx));
+                    let (pending, status) = pending.take().expect("polled after completion");
+                    match outcome {
+                        // The leader's response, if it answers this request's exact inputs.
+                        Some(Outcome::Entry(entry))
+                            if entry.identity().as_ref() == pending.identity.as_slice() =>
+                        {
+                            let runtime = &pending.runtime;
+                            Counters::bump(&runtime.counters.coalesced);
+                            let request = &pending.request;
+                            let not_modified = conditional::not_modified(
+                                request.method(),
+                                request.headers(),
+                                entry.headers(),
+                            );
+                            let response = respond::from_entry(
+                                Entry::clone(&entry),
+                                false,
+                                not_modified,
+                                SystemTime::now(),
+                                &runtime.name,
+                                status.collapsed(),
+                            );
+                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
+                        }
+                        // Nothing to share, or waited long enough: on its own, at once.
+                        _ => State::forward(pending, status, None),
                     }
                 }
                 StateProj::Forward { future, finish } => {
@@ -389,6 +451,7 @@ where
         let state = match &self.state {
             State::ReadBody { .. } => "reading the request body",
             State::Lookup { .. } => "looking up",
+            State::Waiting { .. } => "waiting for a coalesced miss",
             State::Forward { finish: None, .. } => "passing through",
             State::Forward { .. } | State::Unsafe { .. } => "waiting for the inner service",
             State::Invalidating { .. } => "invalidating",

@@ -9,6 +9,7 @@
 //!   generator of the fault scenarios); [`cache_support`]: HTTP helpers and `redis_test!`.
 //! - [`cache`]: misses and hits, keys, TTLs, HEAD, bodies, paths, topologies.
 //! - [`storability`]: what is never stored.
+//! - [`coalescing`]: concurrent misses for one key make one inner call.
 //! - [`conditional`]: `ETag`, `If-None-Match`, `If-Modified-Since` and `304` on hits.
 //! - [`cluster_nodes`]: a cluster master down, with and without replicas.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
@@ -26,6 +27,7 @@ mod cache_support;
 
 mod cache;
 mod cluster_nodes;
+mod coalescing;
 mod compose;
 mod conditional;
 mod faults;
