@@ -37,6 +37,11 @@
 //! curl -si -X POST localhost:3000/matches/12345/prediction -d '{"model":"v2","risk":"high"}'
 //! # second answer: `cache-status: tower-redis-cache; hit; ttl=299` and the same `x-handler-runs`
 //! redis-cli --scan --pattern 'monps:*'   # monps:dev:v1:pred:{m_12345}:<16 hex digits>
+//! # 100 concurrent identical cold predictions run analyze_match once (coalesced in-process,
+//! # and across instances through a lease in Redis); each answer says `x-handler-runs: 1`:
+//! seq 100 | xargs -P100 -I{} curl -s -o /dev/null -D - -X POST localhost:3000/matches/777/prediction | grep -c 'x-handler-runs: 1'
+//! # a client holding the response gets 304:
+//! curl -si localhost:3000/matches/12345/markets -H 'If-None-Match: <the etag of a hit>'
 //! curl -s -X POST localhost:3000/admin/matches/12345/invalidate   # {"invalidated":1}
 //! curl -si -X POST localhost:3000/matches/12345/prediction -d '{"risk":"high","model":"v2"}'
 //! # a miss again: the handler runs, x-handler-runs goes up
@@ -145,7 +150,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Policy::new("pred")
                         .methods([Method::POST])
                         .entity(by_match.clone())
-                        .ttl(Duration::from_secs(300)),
+                        .ttl(Duration::from_secs(300))
+                        // Instances sharing Redis run analyze_match about once per cold
+                        // prediction: the first takes a lease, the others wait for its entry.
+                        .lease(Duration::from_secs(2)),
                 ),
             ),
         )

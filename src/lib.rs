@@ -100,6 +100,7 @@ mod invalidator;
 mod key;
 mod keying;
 mod layer;
+mod miss_lease;
 mod policy;
 mod request_body;
 mod respond;
@@ -125,7 +126,7 @@ pub use request_body::RequestBody;
 pub use service::Cache;
 pub use stats::CacheStats;
 pub use store::{
-    EntryWrite, MemoryStore, RedisStore, RedisStoreBuilder, Store, StoreError, StoreErrorKind,
-    StoreFuture,
+    EntryWrite, Lease, MemoryStore, RedisStore, RedisStoreBuilder, Store, StoreError,
+    StoreErrorKind, StoreFuture,
 };
 pub use tags::{MAX_TAGS, MAX_TAG_LEN};

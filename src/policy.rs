@@ -43,6 +43,7 @@ pub struct Policy {
     pub(crate) max_response_body: usize,
     pub(crate) tags: Option<TagFn>,
     pub(crate) invalidate_on_unsafe: bool,
+    pub(crate) lease: Option<Duration>,
 }
 
 impl Policy {
@@ -61,6 +62,7 @@ impl Policy {
             max_response_body: 1024 * 1024,
             tags: None,
             invalidate_on_unsafe: false,
+            lease: None,
         }
     }
 
@@ -171,6 +173,18 @@ impl Policy {
         self
     }
 
+    /// Coalesces misses across instances sharing the store: the first instance to miss a key
+    /// takes a lease on it in Redis (in the entry's slot, `SET NX PX bound`) and calls the
+    /// handler; the others poll every 10 ms until the entry is stored (and serve it), the
+    /// holder's response turns out not storable (and forward at once), or `bound` passes (and
+    /// forward). A holder that dies blocks nobody past `bound`. Costs nothing on a hit; one
+    /// round trip before a miss is forwarded. Default: off (each instance coalesces its own
+    /// misses only).
+    pub fn lease(mut self, bound: Duration) -> Self {
+        self.lease = Some(bound.max(Duration::from_millis(1)));
+        self
+    }
+
     /// The namespace of this route.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -211,6 +225,7 @@ impl fmt::Debug for Policy {
             .field("max_response_body", &self.max_response_body)
             .field("tags", &self.tags.as_ref().map(|_| "Fn(..)"))
             .field("invalidate_on_unsafe", &self.invalidate_on_unsafe)
+            .field("lease", &self.lease)
             .finish()
     }
 }

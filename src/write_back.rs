@@ -7,6 +7,7 @@ use crate::{
     entry::Entry,
     key::CacheKey,
     keying::Identity,
+    miss_lease::MissLease,
     rules::response::{connection_tokens, content_length, header_is_stored},
     runtime::Runtime,
     stats::Counters,
@@ -38,6 +39,8 @@ pub(crate) struct WritePlan {
     /// When this miss leads a coalesced flight: where its entry is published. Dropped
     /// unpublished (nothing stored), it sends the waiters to the inner service.
     pub(crate) flight: Option<Flight>,
+    /// The cross-instance miss lease this miss holds, released when the write-back ends.
+    pub(crate) lease: Option<MissLease>,
 }
 
 /// A response being recorded as it streams to the client. Holds its share of the write budget
@@ -147,7 +150,7 @@ impl WriteBack {
             return;
         }
         let Self {
-            plan,
+            mut plan,
             status,
             mut headers,
             chunks,
@@ -213,6 +216,10 @@ impl WriteBack {
                 },
             };
             drop(reservation);
+            if let (Ok(true), Some(lease)) = (&result, plan.lease.as_mut()) {
+                lease.stored();
+            }
+            drop(plan.lease);
             if let (Ok(true), Some(flight), Some(shared)) = (&result, &flight, shared) {
                 if let Ok(entry) = Entry::decode(shared) {
                     flight.publish(Outcome::Entry(Arc::new(entry)));

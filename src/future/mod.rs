@@ -17,6 +17,7 @@ use crate::{
     invalidation::Invalidation,
     key::CacheKey,
     keying::{request_key, Identity},
+    miss_lease::{self, Leased, MissLease},
     policy::Policy,
     request_body::RequestBody,
     respond,
@@ -77,6 +78,11 @@ pin_project! {
             #[pin]
             future: S::Future,
             finish: Option<Finish>,
+        },
+        // A flight's leader taking its key's cross-instance lease, or waiting on its holder.
+        Leasing {
+            leased: Pin<Box<dyn Future<Output = Leased> + Send>>,
+            pending: Option<(Pending<S, ReqBody>, CacheStatus, Flight)>,
         },
         // A miss waiting for the leader of its key's flight (bounded).
         Waiting {
@@ -237,10 +243,20 @@ where
             .as_ref()
             .filter(|_| pending.request.method() != Method::HEAD);
         let Some(flights) = flights else {
-            return State::forward(pending, status, None);
+            return State::forward(pending, status, None, None);
         };
         match flights.join(pending.key.as_str()) {
-            Role::Leader(flight) => State::forward(pending, status, Some(flight)),
+            Role::Leader(flight) => match pending.policy.lease {
+                Some(bound) => State::Leasing {
+                    leased: miss_lease::take(
+                        pending.runtime.clone(),
+                        pending.key.as_str().to_owned(),
+                        bound,
+                    ),
+                    pending: Some((pending, status, flight)),
+                },
+                None => State::forward(pending, status, Some(flight), None),
+            },
             Role::Waiter(receiver) => {
                 let wait = tokio::time::timeout(runtime.coalescing_timeout, outcome(receiver));
                 State::Waiting {
@@ -252,7 +268,12 @@ where
     }
 
     /// Calls the inner service for a looked-up request that was not a hit.
-    fn forward(pending: Pending<S, ReqBody>, status: CacheStatus, flight: Option<Flight>) -> Self {
+    fn forward(
+        pending: Pending<S, ReqBody>,
+        status: CacheStatus,
+        flight: Option<Flight>,
+        lease: Option<MissLease>,
+    ) -> Self {
         let Pending {
             mut service,
             runtime,
@@ -274,6 +295,7 @@ where
                 started,
                 tags: Vec::new(),
                 flight,
+                lease,
             };
             (policy, plan)
         });
@@ -347,26 +369,33 @@ where
                         Some(Outcome::Entry(entry))
                             if entry.identity().as_ref() == pending.identity.as_slice() =>
                         {
-                            let runtime = &pending.runtime;
-                            Counters::bump(&runtime.counters.coalesced);
-                            let request = &pending.request;
-                            let not_modified = conditional::not_modified(
-                                request.method(),
-                                request.headers(),
-                                entry.headers(),
-                            );
-                            let response = respond::from_entry(
-                                Entry::clone(&entry),
-                                false,
-                                not_modified,
-                                SystemTime::now(),
-                                &runtime.name,
-                                status.collapsed(),
-                            );
-                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
+                            let entry = Entry::clone(&entry);
+                            return Poll::Ready(Ok(collapsed(&pending, entry, status)));
                         }
                         // Nothing to share, or waited long enough: on its own, at once.
-                        _ => State::forward(pending, status, None),
+                        _ => State::forward(pending, status, None, None),
+                    }
+                }
+                StateProj::Leasing { leased, pending } => {
+                    let leased = ready!(leased.as_mut().poll(cx));
+                    let (pending, status, flight) =
+                        pending.take().expect("polled after completion");
+                    match leased {
+                        Leased::Holder(lease) => {
+                            State::forward(pending, status, Some(flight), Some(lease))
+                        }
+                        Leased::Filled(bytes) => match Entry::decode(bytes) {
+                            // Another instance stored it: served as a collapsed miss, and to
+                            // this instance's waiters too.
+                            Ok(entry)
+                                if entry.identity().as_ref() == pending.identity.as_slice() =>
+                            {
+                                flight.publish(Outcome::Entry(Arc::new(entry.clone())));
+                                return Poll::Ready(Ok(collapsed(&pending, entry, status)));
+                            }
+                            _ => State::forward(pending, status, Some(flight), None),
+                        },
+                        Leased::Forward => State::forward(pending, status, Some(flight), None),
                     }
                 }
                 StateProj::Forward { future, finish } => {
@@ -403,6 +432,32 @@ where
             this.state.set(next);
         }
     }
+}
+
+/// The response of a miss answered with an entry another request fetched (coalesced).
+fn collapsed<S, ReqBody, ResBody>(
+    pending: &Pending<S, ReqBody>,
+    entry: Entry,
+    status: CacheStatus,
+) -> Response<ResponseBody<ResBody>>
+where
+    ReqBody: Body,
+{
+    let runtime = &pending.runtime;
+    Counters::bump(&runtime.counters.coalesced);
+    let request = &pending.request;
+    let not_modified =
+        conditional::not_modified(request.method(), request.headers(), entry.headers());
+    let now = SystemTime::now();
+    let response = respond::from_entry(
+        entry,
+        false,
+        not_modified,
+        now,
+        &runtime.name,
+        status.collapsed(),
+    );
+    response.map(ResponseBody::cached)
 }
 
 /// The most an unsafe request's response waits for the invalidation it causes.
@@ -452,6 +507,7 @@ where
             State::ReadBody { .. } => "reading the request body",
             State::Lookup { .. } => "looking up",
             State::Waiting { .. } => "waiting for a coalesced miss",
+            State::Leasing { .. } => "taking or waiting on a miss lease",
             State::Forward { finish: None, .. } => "passing through",
             State::Forward { .. } | State::Unsafe { .. } => "waiting for the inner service",
             State::Invalidating { .. } => "invalidating",

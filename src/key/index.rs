@@ -14,6 +14,7 @@
 //! | `{p}#nf:{N}`             | string     | the last invalidation time of namespace N               |
 //! | `{p}#t:{T}`              | sorted set | `{namespace}:{E}:{variant}` of entries tagged T         |
 //! | `{p}#tf:{T}`             | string     | the last invalidation time of tag T                     |
+//! | `{p}#m:{E}:{N}:{V}`      | string     | the miss lease of one entry (cross-instance coalescing) |
 //!
 //! Every one expires: sorted sets when their last member does, leases and fences after a fixed
 //! window.
@@ -61,6 +62,14 @@ impl<'a> EntryAddress<'a> {
     pub(crate) fn tag_member(&self) -> String {
         format!("{}:{{{}}}:{}", self.namespace, self.entity, self.variant)
     }
+}
+
+/// The miss lease of the entry at `address`.
+pub(crate) fn miss_lease(address: &EntryAddress<'_>) -> String {
+    format!(
+        "{}#m:{{{}}}:{}:{}",
+        address.prefix, address.entity, address.namespace, address.variant
+    )
 }
 
 /// The entity index of `entity` (encoded).

@@ -12,6 +12,20 @@ pub use self::memory::MemoryStore;
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use self::write::EntryWrite;
 
+/// What [`Store::lease`] found for a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Lease {
+    /// The lease is this caller's, under this token: it calls the inner service.
+    Taken(String),
+    /// Another caller holds it: poll again shortly.
+    Held,
+    /// The entry is there (another caller stored it): its bytes.
+    Filled(Bytes),
+    /// The holder's response could not be stored: call the inner service at once.
+    Forward,
+}
+
 use crate::invalidation::Invalidation;
 
 use bytes::Bytes;
@@ -82,6 +96,22 @@ pub trait Store: Send + Sync + 'static {
         Box::pin(async move { set.await.map(|()| true) })
     }
 
+    /// Takes the miss lease of `key` for `ttl`, unless the entry is there or another caller
+    /// holds the lease (cross-instance coalescing, [`Policy::lease`](crate::Policy::lease)).
+    ///
+    /// The default grants every lease: without it, each instance calls the inner service.
+    fn lease(&self, key: &str, ttl: Duration) -> StoreFuture<Lease> {
+        let _ = (key, ttl);
+        Box::pin(std::future::ready(Ok(Lease::Taken(String::new()))))
+    }
+
+    /// Ends the lease `token` of `key`: `stored` when its entry was stored, else the callers
+    /// waiting on it are told to call the inner service themselves (until `ttl` passes).
+    fn release(&self, key: &str, token: &str, stored: bool, ttl: Duration) -> StoreFuture<()> {
+        let _ = (key, token, stored, ttl);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     /// Drops what `invalidation` names; `Ok(n)` with the number of entries dropped. After it
     /// returns `Ok`, [`write`](Self::write) refuses the entries of requests that began before
     /// it was called.
@@ -122,6 +152,14 @@ macro_rules! forward_store {
 
             fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
                 (**self).invalidate(invalidation)
+            }
+
+            fn lease(&self, key: &str, ttl: Duration) -> StoreFuture<Lease> {
+                (**self).lease(key, ttl)
+            }
+
+            fn release(&self, key: &str, token: &str, stored: bool, ttl: Duration) -> StoreFuture<()> {
+                (**self).release(key, token, stored, ttl)
             }
         }
     )*};

@@ -2,7 +2,7 @@
 
 use super::{
     cluster::{ClusterClients, Node},
-    redis_index, EntryWrite, Store, StoreError, StoreErrorKind, StoreFuture,
+    redis_index, EntryWrite, Lease, Store, StoreError, StoreErrorKind, StoreFuture,
 };
 use crate::{breaker::Admission, invalidation::Invalidation};
 use bytes::Bytes;
@@ -478,6 +478,14 @@ impl Store for RedisStore {
 
     fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
         redis_index::invalidate(self.clone(), invalidation)
+    }
+
+    fn lease(&self, key: &str, ttl: Duration) -> StoreFuture<Lease> {
+        redis_index::lease(self.clone(), key.to_owned(), ttl)
+    }
+
+    fn release(&self, key: &str, token: &str, stored: bool, ttl: Duration) -> StoreFuture<()> {
+        redis_index::release(self.clone(), key.to_owned(), token.to_owned(), stored, ttl)
     }
 }
 

@@ -21,7 +21,7 @@
 
 use super::{
     redis::{command_options, RedisStore},
-    EntryWrite, StoreError, StoreErrorKind, StoreFuture,
+    EntryWrite, Lease, StoreError, StoreErrorKind, StoreFuture,
 };
 use crate::{
     invalidation::{Invalidation, InvalidationScope},
@@ -176,6 +176,79 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], now_ms, '+inf')"
 
 /// The store, which routes each script to the node serving its keys.
 type Connection = RedisStore;
+
+/// KEYS: entry, miss lease. ARGV: token, lease ms.
+/// Returns the entry's bytes if present; else `{0, value}` for a lease held (`fwd`: go on
+/// your own), or `{1}` when this caller took it.
+const LEASE_MISS_LUA: &str = "local entry = redis.call('GET', KEYS[1])
+if entry then return entry end
+local holder = redis.call('GET', KEYS[2])
+if holder then return {0, holder} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return {1}";
+static LEASE_MISS: LazyLock<Script> = LazyLock::new(|| Script::new(LEASE_MISS_LUA));
+
+/// KEYS: miss lease. ARGV: token, stored (1/0), ms. Ends the lease if still `token`'s.
+const RELEASE_LUA: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '1' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], 'fwd', 'PX', ARGV[3]) end
+return 1";
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+
+/// Takes the miss lease of `key`, unless its entry is there or another holds it.
+pub(crate) fn lease(store: Connection, key: String, ttl: Duration) -> StoreFuture<Lease> {
+    Box::pin(async move {
+        let Some(address) = EntryAddress::parse_str(&key) else {
+            return Ok(Lease::Taken(String::new()));
+        };
+        let lease_key = index::miss_lease(&address);
+        let token = token();
+        let args = vec![Value::from(token.as_str()), millis(ttl)];
+        match eval(&store, &LEASE_MISS, &[&key, &lease_key], args).await? {
+            Value::Bytes(bytes) => Ok(Lease::Filled(bytes)),
+            Value::String(text) => Ok(Lease::Filled(text.into_inner())),
+            Value::Array(items) => match items.as_slice() {
+                [Value::Integer(1)] => Ok(Lease::Taken(token)),
+                [Value::Integer(0), holder] if holder.as_str().as_deref() == Some("fwd") => {
+                    Ok(Lease::Forward)
+                }
+                [Value::Integer(0), _] => Ok(Lease::Held),
+                _ => Err(unexpected()),
+            },
+            _ => Err(unexpected()),
+        }
+    })
+}
+
+/// Ends the miss lease `token` of `key`.
+pub(crate) fn release(
+    store: Connection,
+    key: String,
+    token: String,
+    stored: bool,
+    ttl: Duration,
+) -> StoreFuture<()> {
+    Box::pin(async move {
+        let Some(address) = EntryAddress::parse_str(&key) else {
+            return Ok(());
+        };
+        let lease_key = index::miss_lease(&address);
+        let args = vec![
+            Value::from(token.as_str()),
+            Value::from(if stored { "1" } else { "0" }),
+            millis(ttl),
+        ];
+        eval(&store, &RELEASE, &[&lease_key], args)
+            .await
+            .map(|_| ())
+    })
+}
+
+fn unexpected() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Rejected,
+        "unexpected reply to a cache script",
+    )
+}
 
 /// The scripts are built once per process.
 fn leak(lua: String) -> &'static str {

@@ -249,3 +249,108 @@ redis_test!(
         }
     }
 );
+
+/// `GET /slow` behind `layer`, with a cross-instance lease: a 150 ms handler counting into
+/// `runs`, answering `Set-Cookie` too when `private`.
+fn leased_app(layer: &CacheLayer, runs: &Runs, private: bool, bound: Duration) -> Router {
+    let runs = runs.clone();
+    let handler = move || {
+        let runs = runs.clone();
+        async move {
+            let run = runs.bump();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let mut response = format!("slow run {run}").into_response();
+            if private {
+                let cookie = format!("session=run{run}").parse().unwrap();
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+    };
+    let policy = Policy::new("slow").entity(Entity::none()).lease(bound);
+    Router::new().route("/slow", get(handler).route_layer(layer.policy(policy)))
+}
+
+redis_test!(
+    cold_misses_across_three_instances_make_about_one_inner_call,
+    |redis| async move {
+        let runs = Runs::default();
+        let mut apps = Vec::new();
+        for _ in 0..3 {
+            let layer = cache(&redis).await;
+            apps.push(leased_app(&layer, &runs, false, Duration::from_secs(5)));
+        }
+        let requests: Vec<_> = (0..200)
+            .map(|i| {
+                let app = apps[i % 3].clone();
+                tokio::spawn(async move { send(&app, get_req("/slow")).await })
+            })
+            .collect();
+        let mut bodies = std::collections::BTreeSet::new();
+        for reply in join_all(requests).await {
+            let reply = reply.unwrap();
+            assert_eq!(reply.status, StatusCode::OK);
+            bodies.insert(reply.text().to_owned());
+        }
+        eprintln!(
+            "200 cold requests over 3 instances: {} handler run(s)",
+            runs.get()
+        );
+        assert_eq!(runs.get(), 1, "one inner call for all three instances");
+        assert_eq!(bodies.len(), 1, "{bodies:?}");
+    }
+);
+
+redis_test!(
+    a_dead_lease_holder_blocks_nobody_past_the_bound,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let runs = Runs::default();
+        let bound = Duration::from_millis(300);
+        let app = leased_app(&layer, &runs, false, bound);
+        // Another instance took the lease and died: nobody ever releases it.
+        let key = key_factory().key("slow", "_", &tower_redis_cache::Variant::new());
+        let store = connect(&redis).await;
+        use tower_redis_cache::{Lease, Store};
+        assert!(matches!(
+            store.lease(key.as_str(), bound).await.unwrap(),
+            Lease::Taken(_)
+        ));
+        let started = std::time::Instant::now();
+        let reply = send(&app, get_req("/slow")).await;
+        eprintln!(
+            "a dead holder's lease ({bound:?}) delayed a miss by {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            reply.text(),
+            "slow run 1",
+            "it ran the handler once the lease expired"
+        );
+        assert_eq!(reply.cache_status(), fwd("uri-miss; stored"));
+    }
+);
+
+redis_test!(
+    a_holder_whose_response_cannot_be_stored_sends_other_instances_on_at_once,
+    |redis| async move {
+        let runs = Runs::default();
+        let bound = Duration::from_secs(30);
+        let a = leased_app(&cache(&redis).await, &runs, true, bound);
+        let b = leased_app(&cache(&redis).await, &runs, true, bound);
+        let first = tokio::spawn(async move { send(&a, get_req("/slow")).await });
+        eventually("the first holds the lease", || runs.get() == 1).await;
+        // The second waits on the lease until the first's private response ends it, not
+        // until the 30 s bound.
+        let second = tokio::time::timeout(Duration::from_secs(10), send(&b, get_req("/slow")))
+            .await
+            .expect("forwarded at once once the holder's response proved private");
+        let first = first.await.unwrap();
+        assert_eq!(runs.get(), 2);
+        for reply in [&first, &second] {
+            let run = reply.text().trim_start_matches("slow run ");
+            assert_eq!(reply.header("set-cookie"), format!("session=run{run}"));
+        }
+        assert_ne!(first.text(), second.text());
+    }
+);
