@@ -229,6 +229,17 @@ impl Entry {
     pub fn remaining_ttl(&self, now: SystemTime) -> Duration {
         self.ttl.saturating_sub(self.age(now))
     }
+
+    /// Whole seconds of freshness left at `now`; negative once stale (by how long).
+    pub(crate) fn freshness(&self, now: SystemTime) -> i64 {
+        let (ttl, age) = (self.ttl.as_secs_f64(), self.age(now).as_secs_f64());
+        let left = ttl - age;
+        if left >= 0.0 {
+            left as i64
+        } else {
+            -((-left).ceil() as i64)
+        }
+    }
 }
 
 fn millis_since_epoch(time: SystemTime) -> u64 {

@@ -234,6 +234,7 @@ impl CacheLayerBuilder {
             bodies: BodyMemo::new(),
             tag_header: self.tag_header,
             flights: self.coalescing.then(Arc::default),
+            refreshes: Arc::default(),
             coalescing_timeout: self.coalescing_timeout,
         };
         Ok(CacheLayer {

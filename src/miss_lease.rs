@@ -55,6 +55,29 @@ pub(crate) fn take(
     })
 }
 
+/// Takes the lease of `key` for `bound` if it is free; `None` when another holds it (or the
+/// entry is there, or the store failed): a single attempt, never waiting.
+pub(crate) async fn try_take(
+    runtime: Arc<Runtime>,
+    key: String,
+    bound: Duration,
+) -> Option<MissLease> {
+    let asked = tokio::time::timeout(
+        runtime.deadlines.timeout(),
+        runtime.store.lease(&key, bound),
+    );
+    match asked.await {
+        Ok(Ok(Lease::Taken(token))) => Some(MissLease {
+            runtime,
+            key,
+            token,
+            ttl: bound,
+            stored: false,
+        }),
+        _ => None,
+    }
+}
+
 /// A held miss lease; released when dropped: deleted once its entry is stored, else turned
 /// into "forward on your own" for the instances waiting on it.
 pub(crate) struct MissLease {

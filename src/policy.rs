@@ -44,6 +44,8 @@ pub struct Policy {
     pub(crate) tags: Option<TagFn>,
     pub(crate) invalidate_on_unsafe: bool,
     pub(crate) lease: Option<Duration>,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
 }
 
 impl Policy {
@@ -63,6 +65,8 @@ impl Policy {
             tags: None,
             invalidate_on_unsafe: false,
             lease: None,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
         }
     }
 
@@ -185,6 +189,28 @@ impl Policy {
         self
     }
 
+    /// Serves an entry up to `window` past its TTL at once (`Cache-Status: …; hit; ttl=-N`)
+    /// while one background refresh (one across instances with [`lease`](Self::lease))
+    /// renews it (RFC 5861 `stale-while-revalidate`). Redis keeps entries for the TTL plus the
+    /// longest stale window. Default: none.
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.stale_while_revalidate = window;
+        self
+    }
+
+    /// When the inner service fails or answers 5xx, serves an entry up to `window` past its
+    /// TTL instead (`Cache-Status: …; hit; ttl=-N; detail=stale-if-error`, RFC 5861
+    /// `stale-if-error`). Default: none.
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
+    /// How long past its TTL Redis keeps an entry: the longest stale window.
+    pub(crate) fn grace(&self) -> Duration {
+        self.stale_while_revalidate.max(self.stale_if_error)
+    }
+
     /// The namespace of this route.
     pub fn namespace(&self) -> &str {
         &self.namespace
@@ -226,6 +252,8 @@ impl fmt::Debug for Policy {
             .field("tags", &self.tags.as_ref().map(|_| "Fn(..)"))
             .field("invalidate_on_unsafe", &self.invalidate_on_unsafe)
             .field("lease", &self.lease)
+            .field("stale_while_revalidate", &self.stale_while_revalidate)
+            .field("stale_if_error", &self.stale_if_error)
             .finish()
     }
 }

@@ -20,15 +20,9 @@ pub(crate) fn hit(
     now: SystemTime,
     name: &str,
 ) -> Response<Option<Bytes>> {
-    let ttl = entry.remaining_ttl(now).as_secs();
-    from_entry(
-        entry,
-        head,
-        not_modified,
-        now,
-        name,
-        CacheStatus::Hit { ttl },
-    )
+    let ttl = entry.freshness(now);
+    let status = CacheStatus::Hit { ttl, detail: None };
+    from_entry(entry, head, not_modified, now, name, status)
 }
 
 /// The response rebuilt from `entry`, reported as `status`: a hit, or a miss answered with the

@@ -30,6 +30,8 @@ pub(crate) struct Runtime {
     pub(crate) tag_header: Option<http::HeaderName>,
     /// The misses in flight, for coalescing; `None` when coalescing is off.
     pub(crate) flights: Option<Arc<Flights>>,
+    /// The stale entries being refreshed in the background, by key.
+    pub(crate) refreshes: Arc<Flights>,
     /// The longest a coalesced miss waits for its leader.
     pub(crate) coalescing_timeout: std::time::Duration,
 }

@@ -69,11 +69,19 @@ impl<S> Cache<S> {
     }
 }
 
+/// `Send + 'static` because a stale entry's refresh (stale-while-revalidate) calls the inner
+/// service in the background, as `tower::buffer` does; axum and hyper services are.
 impl<ReqBody, ResBody, S> Service<Request<ReqBody>> for Cache<S>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Clone,
-    ReqBody: Body,
-    ResBody: Body<Data = Bytes>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Send,
+    ResBody: Body<Data = Bytes> + Send + 'static,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;

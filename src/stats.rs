@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct CacheStats {
     /// Requests answered from the store.
     pub hits: u64,
+    /// Hits on stale entries (stale-while-revalidate or stale-if-error; each also a hit).
+    pub stale: u64,
     /// Misses answered with the response another request for the key fetched (coalesced;
     /// each also counted as a miss).
     pub coalesced: u64,
@@ -41,6 +43,7 @@ pub struct CacheStats {
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
     pub(crate) coalesced: AtomicU64,
+    pub(crate) stale: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) bypasses: AtomicU64,
     pub(crate) lookup_errors: AtomicU64,
@@ -66,6 +69,7 @@ impl Counters {
         CacheStats {
             hits: self.hits.load(Relaxed),
             coalesced: self.coalesced.load(Relaxed),
+            stale: self.stale.load(Relaxed),
             misses: self.misses.load(Relaxed),
             bypasses: self.bypasses.load(Relaxed),
             lookup_errors: self.lookup_errors.load(Relaxed),

@@ -8,8 +8,12 @@ pub(crate) const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static(
 /// What the cache did with one request, as RFC 9211 reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CacheStatus {
-    /// Served from the store; `ttl` is the entry's remaining freshness in seconds.
-    Hit { ttl: u64 },
+    /// Served from the store; `ttl` is the entry's remaining freshness in seconds, negative
+    /// when stale (RFC 9211), with why a stale entry was served.
+    Hit {
+        ttl: i64,
+        detail: Option<&'static str>,
+    },
     /// Forwarded to the inner service.
     Forward {
         fwd: Fwd,
@@ -31,6 +35,8 @@ pub(crate) enum Fwd {
     VaryMiss,
     /// The store failed or did not answer in time; treated as a miss.
     Miss,
+    /// The entry was stale (past its TTL, beyond any stale-while-revalidate window).
+    Stale,
 }
 
 impl CacheStatus {
@@ -101,9 +107,13 @@ impl CacheStatus {
         let mut value = String::with_capacity(name.len() + 48);
         value.push_str(name);
         match self {
-            CacheStatus::Hit { ttl } => {
+            CacheStatus::Hit { ttl, detail } => {
                 value.push_str("; hit; ttl=");
                 value.push_str(itoa::Buffer::new().format(ttl));
+                if let Some(detail) = detail {
+                    value.push_str("; detail=");
+                    value.push_str(detail);
+                }
             }
             CacheStatus::Forward {
                 fwd,
@@ -116,6 +126,7 @@ impl CacheStatus {
                     Fwd::UriMiss => "; fwd=uri-miss",
                     Fwd::VaryMiss => "; fwd=vary-miss",
                     Fwd::Miss => "; fwd=miss",
+                    Fwd::Stale => "; fwd=stale",
                 });
                 if stored {
                     value.push_str("; stored");
@@ -151,7 +162,11 @@ mod tests {
     fn renders_rfc9211_values() {
         let name = "tower-redis-cache";
         assert_eq!(
-            CacheStatus::Hit { ttl: 42 }.header_value(name),
+            CacheStatus::Hit {
+                ttl: 42,
+                detail: None
+            }
+            .header_value(name),
             "tower-redis-cache; hit; ttl=42"
         );
         assert_eq!(

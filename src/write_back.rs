@@ -31,6 +31,8 @@ pub(crate) struct WritePlan {
     pub(crate) key: CacheKey,
     pub(crate) identity: Identity,
     pub(crate) ttl: Duration,
+    /// How long past `ttl` the store keeps the entry (the route's longest stale window).
+    pub(crate) grace: Duration,
     pub(crate) max_body: usize,
     /// When the request began, before its lookup: an invalidation since then wins.
     pub(crate) started: Instant,
@@ -189,7 +191,7 @@ impl WriteBack {
         runtime.spawn(async move {
             let runtime = plan.runtime;
             let key = plan.key.clone();
-            let write = EntryWrite::new(plan.key, encoded, plan.ttl)
+            let write = EntryWrite::new(plan.key, encoded, plan.ttl.saturating_add(plan.grace))
                 .started_at(plan.started)
                 .encoded_tags(plan.tags);
             let mut write = runtime.store.write(write);

@@ -7,6 +7,7 @@ use crate::{
     entry::Entry,
     key::CacheKey,
     keying::Identity,
+    policy::Policy,
     runtime::Runtime,
     stats::Counters,
     status::{CacheStatus, Fwd},
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use std::{
     sync::Arc,
     task::{Context, Poll},
+    time::SystemTime,
 };
 
 /// One store lookup, failed as a timeout at its deadline. The deadline is started only if the
@@ -65,8 +67,12 @@ impl Drop for Lookup {
 pub(crate) enum Resolution {
     /// An entry that answers this request.
     Fresh(Entry),
-    /// Nothing usable: forward, with this `Cache-Status`.
-    Miss(CacheStatus),
+    /// An entry past its TTL but within the route's stale-while-revalidate window: served at
+    /// once, and refreshed in the background.
+    Stale(Entry),
+    /// Nothing usable: forward, with this `Cache-Status`; a stale entry within the route's
+    /// stale-if-error window is kept to serve if the inner service fails.
+    Miss(CacheStatus, Option<Entry>),
 }
 
 /// Reports the lookup's outcome to the breaker and the counters, and decides whether `found`
@@ -74,6 +80,7 @@ pub(crate) enum Resolution {
 pub(crate) fn resolve(
     found: Result<Option<Bytes>, StoreError>,
     runtime: &Runtime,
+    policy: &Policy,
     admission: Admission,
     key: &CacheKey,
     identity: &Identity,
@@ -90,7 +97,7 @@ pub(crate) fn resolve(
     }
     let miss = |status: CacheStatus| {
         Counters::bump(&counters.misses);
-        Resolution::Miss(status)
+        Resolution::Miss(status, None)
     };
     let bytes = match found {
         Ok(Some(bytes)) => bytes,
@@ -112,6 +119,19 @@ pub(crate) fn resolve(
     if entry.identity[..] != identity[..] {
         return miss(CacheStatus::forward(Fwd::VaryMiss));
     }
-    Counters::bump(&counters.hits);
-    Resolution::Fresh(entry)
+    let age = entry.age(SystemTime::now());
+    if age < entry.ttl {
+        Counters::bump(&counters.hits);
+        return Resolution::Fresh(entry);
+    }
+    // Past its TTL: Redis keeps it only for the route's stale windows.
+    let stale_for = age - entry.ttl;
+    if stale_for < policy.stale_while_revalidate {
+        Counters::bump(&counters.hits);
+        Counters::bump(&counters.stale);
+        return Resolution::Stale(entry);
+    }
+    Counters::bump(&counters.misses);
+    let keep = stale_for < policy.stale_if_error;
+    Resolution::Miss(CacheStatus::forward(Fwd::Stale), keep.then_some(entry))
 }

@@ -7,6 +7,7 @@
 mod forward;
 mod lookup;
 mod read_body;
+mod refresh;
 
 use crate::{
     body::ResponseBody,
@@ -78,6 +79,9 @@ pin_project! {
             #[pin]
             future: S::Future,
             finish: Option<Finish>,
+            // A stale entry to serve instead if the inner service fails (stale-if-error),
+            // and whether the request is a HEAD.
+            stale: Option<(Entry, bool)>,
         },
         // A flight's leader taking its key's cross-instance lease, or waiting on its holder.
         Leasing {
@@ -127,6 +131,8 @@ struct Pending<S, ReqBody: Body> {
     admission: Admission,
     /// When the lookup began.
     started: Instant,
+    /// A stale entry within the stale-if-error window, to serve if the inner service fails.
+    stale: Option<Entry>,
 }
 
 impl<S, ReqBody> ResponseFuture<S, ReqBody>
@@ -139,6 +145,7 @@ where
         Self::from(State::Forward {
             future,
             finish: None,
+            stale: None,
         })
     }
 
@@ -190,6 +197,7 @@ where
                 status,
                 store: None,
             }),
+            stale: None,
         }
     }
 
@@ -230,6 +238,7 @@ where
                 identity,
                 admission,
                 started,
+                stale: None,
             }),
         }
     }
@@ -282,15 +291,18 @@ where
             key,
             identity,
             started,
+            stale,
             ..
         } = pending;
+        let head = request.method() == Method::HEAD;
         // HEAD is answered from GET entries but never stored: its response has no body.
-        let store = (request.method() != Method::HEAD).then(|| {
+        let store = (!head).then(|| {
             let plan = WritePlan {
                 runtime: runtime.clone(),
                 key,
                 identity,
                 ttl: policy.ttl,
+                grace: policy.grace(),
                 max_body: policy.max_response_body,
                 started,
                 tags: Vec::new(),
@@ -306,15 +318,20 @@ where
                 status,
                 store,
             }),
+            stale: stale.map(|entry| (entry, head)),
         }
     }
 }
 
+// `Send + 'static`: a stale entry's refresh runs in the background (stale-while-revalidate).
 impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody>
 where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
-    ReqBody: Body,
-    ResBody: Body<Data = Bytes>,
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Body + Send + 'static,
+    ReqBody::Data: Send,
+    ReqBody::Error: Send,
+    ResBody: Body<Data = Bytes> + Send + 'static,
 {
     type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
@@ -341,6 +358,7 @@ where
                     match resolve(
                         found,
                         runtime,
+                        &pending.policy,
                         pending.admission,
                         &pending.key,
                         &pending.identity,
@@ -358,7 +376,25 @@ where
                                 respond::hit(entry, head, not_modified, now, &runtime.name);
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
-                        Resolution::Miss(status) => State::miss(pending, status),
+                        Resolution::Stale(entry) => {
+                            let head = pending.request.method() == Method::HEAD;
+                            let now = SystemTime::now();
+                            let ttl = entry.freshness(now);
+                            let status = CacheStatus::Hit {
+                                ttl,
+                                detail: Some("stale-while-revalidate"),
+                            };
+                            let name = runtime.name.clone();
+                            let response =
+                                respond::from_entry(entry, head, false, now, &name, status);
+                            refresh::start(pending);
+                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
+                        }
+                        Resolution::Miss(status, stale) => {
+                            let mut pending = pending;
+                            pending.stale = stale;
+                            State::miss(pending, status)
+                        }
                     }
                 }
                 StateProj::Waiting { outcome, pending } => {
@@ -398,8 +434,32 @@ where
                         Leased::Forward => State::forward(pending, status, Some(flight), None),
                     }
                 }
-                StateProj::Forward { future, finish } => {
-                    let response = ready!(future.poll(cx))?;
+                StateProj::Forward {
+                    future,
+                    finish,
+                    stale,
+                } => {
+                    let result = ready!(future.poll(cx));
+                    let failed = match &result {
+                        Err(_) => true,
+                        Ok(response) => response.status().is_server_error(),
+                    };
+                    if let (true, Some((entry, head)), Some(finish)) =
+                        (failed, stale.take(), finish.as_ref())
+                    {
+                        // stale-if-error: the stale entry instead of the failure.
+                        let runtime = &finish.runtime;
+                        Counters::bump(&runtime.counters.stale);
+                        let now = SystemTime::now();
+                        let status = CacheStatus::Hit {
+                            ttl: entry.freshness(now),
+                            detail: Some("stale-if-error"),
+                        };
+                        let response =
+                            respond::from_entry(entry, head, false, now, &runtime.name, status);
+                        return Poll::Ready(Ok(response.map(ResponseBody::cached)));
+                    }
+                    let response = result?;
                     return Poll::Ready(Ok(match finish.take() {
                         Some(finish) => finish.finish(response),
                         None => response.map(ResponseBody::inner),

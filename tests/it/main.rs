@@ -10,6 +10,7 @@
 //! - [`cache`]: misses and hits, keys, TTLs, HEAD, bodies, paths, topologies.
 //! - [`storability`]: what is never stored.
 //! - [`coalescing`]: concurrent misses for one key make one inner call.
+//! - [`stale`]: stale-while-revalidate and stale-if-error.
 //! - [`conditional`]: `ETag`, `If-None-Match`, `If-Modified-Since` and `304` on hits.
 //! - [`cluster_nodes`]: a cluster master down, with and without replicas.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
@@ -36,5 +37,6 @@ mod invalidation;
 mod keys;
 mod request_path;
 mod security;
+mod stale;
 mod storability;
 mod support_selftest;
