@@ -354,3 +354,27 @@ redis_test!(
         assert_ne!(first.text(), second.text());
     }
 );
+
+redis_test!(
+    redis_down_means_no_errors_and_no_waiting_for_leases,
+    |mut redis| async move {
+        let layer = cache_builder(&redis)
+            .await
+            .lookup_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let runs = Runs::default();
+        let app = leased_app(&layer, &runs, false, Duration::from_secs(30));
+        redis.kill();
+        let requests = (0..20).map(|_| send(&app, get_req("/slow")));
+        // A lease that cannot be taken is no reason to wait: far less than its 30 s bound.
+        let replies = tokio::time::timeout(Duration::from_secs(10), join_all(requests))
+            .await
+            .expect("nobody waits for a lease Redis cannot grant");
+        for reply in replies {
+            assert_eq!(reply.status, StatusCode::OK);
+            assert!(reply.text().starts_with("slow run "), "{reply:?}");
+        }
+        assert!(runs.get() >= 1);
+    }
+);
