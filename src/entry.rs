@@ -1,11 +1,13 @@
 //! The stored entry: a compact, versioned binary encoding of one response.
 //!
-//! Layout of version 1 (integers big-endian):
+//! Layout of version 2 (integers big-endian):
 //!
 //! ```text
-//! "TRC" 0x01                    magic and version
+//! "TRC" 0x02                    magic and version
 //! u64 stored_at                 milliseconds since the Unix epoch
 //! u64 ttl                       milliseconds
+//! u32 stale_while_revalidate    milliseconds past the TTL it may be served while refreshed
+//! u32 stale_if_error            milliseconds past the TTL it may be served instead of an error
 //! u16 status
 //! u32 len, bytes                request identity (SHA-256 of path and variant inputs), checked on read
 //! u16 count, count x { u16 len, name, u32 len, value }   headers
@@ -14,7 +16,8 @@
 //!
 //! Decoding checks every length against the bytes present and every header against `http`'s
 //! rules; anything else (another version, foreign or truncated bytes, trailing bytes) is an
-//! [`EntryError`], which the cache treats as a miss and overwrites.
+//! [`EntryError`], which the cache treats as a miss and overwrites. Version 1 (the same
+//! without the two stale windows) is still read, with no stale windows.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -26,7 +29,7 @@ use std::{
 const MAGIC: &[u8; 3] = b"TRC";
 /// How many headers a hit adds to the stored ones.
 const HIT_HEADERS: usize = 3;
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// One stored response: status, headers, body, when it was stored and for how long, and the
 /// identity of the request it answers.
@@ -55,6 +58,8 @@ pub struct Entry {
     pub(crate) body: Bytes,
     pub(crate) stored_at: SystemTime,
     pub(crate) ttl: Duration,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
     pub(crate) identity: Bytes,
 }
 
@@ -93,8 +98,28 @@ impl Entry {
             body,
             stored_at: SystemTime::now(),
             ttl: Duration::ZERO,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
             identity: Bytes::new(),
         }
+    }
+
+    /// How long past its TTL the entry may be served while it is refreshed, and served instead
+    /// of an error (RFC 5861; millisecond precision, at most about 49 days, once encoded).
+    pub fn with_stale(mut self, while_revalidate: Duration, if_error: Duration) -> Self {
+        self.stale_while_revalidate = while_revalidate;
+        self.stale_if_error = if_error;
+        self
+    }
+
+    /// How long past its TTL the entry may be served while it is refreshed.
+    pub fn stale_while_revalidate(&self) -> Duration {
+        self.stale_while_revalidate
+    }
+
+    /// How long past its TTL the entry may be served instead of an error.
+    pub fn stale_if_error(&self) -> Duration {
+        self.stale_if_error
     }
 
     /// When the entry was stored (millisecond precision once encoded).
@@ -154,12 +179,14 @@ impl Entry {
             .map(|(n, v)| 6 + n.as_str().len() + v.len())
             .sum();
         let mut out = BytesMut::with_capacity(
-            4 + 8 + 8 + 2 + 4 + self.identity.len() + 2 + headers_len + 4 + self.body.len(),
+            4 + 8 + 8 + 8 + 2 + 4 + self.identity.len() + 2 + headers_len + 4 + self.body.len(),
         );
         out.put_slice(MAGIC);
         out.put_u8(VERSION);
         out.put_u64(millis_since_epoch(self.stored_at));
         out.put_u64(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
+        out.put_u32(u32::try_from(self.stale_while_revalidate.as_millis()).unwrap_or(u32::MAX));
+        out.put_u32(u32::try_from(self.stale_if_error.as_millis()).unwrap_or(u32::MAX));
         out.put_u16(self.status.as_u16());
         put_u32_prefixed(&mut out, &self.identity);
         let count = self.headers.len().min(usize::from(u16::MAX));
@@ -180,14 +207,22 @@ impl Entry {
         if r.0.len() < 4 || &r.0[..3] != MAGIC {
             return Err(EntryError::Foreign);
         }
-        if r.0[3] != VERSION {
-            return Err(EntryError::UnknownVersion(r.0[3]));
+        let version = r.0[3];
+        if version != VERSION && version != 1 {
+            return Err(EntryError::UnknownVersion(version));
         }
         r.0.advance(4);
         let stored_at = UNIX_EPOCH
             .checked_add(Duration::from_millis(r.u64()?))
             .ok_or(EntryError::Corrupt("stored_at"))?;
         let ttl = Duration::from_millis(r.u64()?);
+        let (stale_while_revalidate, stale_if_error) = match version {
+            1 => (Duration::ZERO, Duration::ZERO),
+            _ => (
+                Duration::from_millis(u64::from(r.u32()?)),
+                Duration::from_millis(u64::from(r.u32()?)),
+            ),
+        };
         let status = StatusCode::from_u16(r.u16()?).map_err(|_| EntryError::Corrupt("status"))?;
         let identity = r.u32_prefixed()?;
         let count = r.u16()?;
@@ -216,6 +251,8 @@ impl Entry {
             body,
             stored_at,
             ttl,
+            stale_while_revalidate,
+            stale_if_error,
             identity,
         })
     }
@@ -269,6 +306,11 @@ impl Reader {
         Ok(self.0.get_u16())
     }
 
+    fn u32(&mut self) -> Result<u32, EntryError> {
+        self.need(4)?;
+        Ok(self.0.get_u32())
+    }
+
     fn u64(&mut self) -> Result<u64, EntryError> {
         self.need(8)?;
         Ok(self.0.get_u64())
@@ -301,6 +343,8 @@ mod tests {
             body: Bytes::from_static(br#"{"home":0.5}"#),
             stored_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
             ttl: Duration::from_secs(60),
+            stale_while_revalidate: Duration::from_secs(30),
+            stale_if_error: Duration::from_secs(600),
             identity: Bytes::from_static(b"/matches/1"),
         }
     }
@@ -309,6 +353,20 @@ mod tests {
     fn round_trips() {
         let entry = sample();
         assert_eq!(Entry::decode(entry.encode()), Ok(entry));
+    }
+
+    #[test]
+    fn version_1_entries_are_read_without_stale_windows() {
+        let entry = sample();
+        let v2 = entry.encode();
+        // Version 1: the same bytes without the two u32 windows after the TTL.
+        let mut v1 = BytesMut::new();
+        v1.put_slice(MAGIC);
+        v1.put_u8(1);
+        v1.put_slice(&v2[4..20]);
+        v1.put_slice(&v2[28..]);
+        let decoded = Entry::decode(v1.freeze()).unwrap();
+        assert_eq!(decoded, entry.with_stale(Duration::ZERO, Duration::ZERO));
     }
 
     #[test]
@@ -335,22 +393,26 @@ mod tests {
             Err(EntryError::Foreign)
         );
         let mut future = BytesMut::from(&sample().encode()[..]);
-        future[3] = 2;
+        future[3] = 3;
         assert_eq!(
             Entry::decode(future.freeze()),
-            Err(EntryError::UnknownVersion(2))
+            Err(EntryError::UnknownVersion(3))
         );
     }
 
     #[test]
     fn a_huge_header_count_is_an_error_not_a_panic() {
-        let mut bytes = sample().encode()[..34].to_vec();
         // identity length (4) + identity (10) follow the status; then the header count.
-        let at = 22 + 4 + 10;
+        let at = 30 + 4 + 10;
+        let mut bytes = sample().encode()[..at].to_vec();
         bytes.truncate(at);
         bytes.extend_from_slice(&u16::MAX.to_be_bytes());
-        for _ in 0..u16::MAX {
-            bytes.extend_from_slice(&[0, 1, b'a', 0, 0, 0, 0]);
+        // Distinct names: more than a `HeaderMap` can hold (32 768).
+        for i in 0..u16::MAX {
+            let name = format!("h{i:05}");
+            bytes.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(&0u32.to_be_bytes());
         }
         bytes.extend_from_slice(&0u32.to_be_bytes());
         assert!(Entry::decode(bytes.into()).is_err());
@@ -359,8 +421,8 @@ mod tests {
     #[test]
     fn invalid_fields_are_refused() {
         let mut entry = sample().encode().to_vec();
-        // status lives after magic (4) + stored_at (8) + ttl (8)
-        entry[20..22].copy_from_slice(&1000u16.to_be_bytes());
+        // status lives after magic (4) + stored_at (8) + ttl (8) + stale windows (4 + 4)
+        entry[28..30].copy_from_slice(&1000u16.to_be_bytes());
         assert_eq!(
             Entry::decode(entry.into()),
             Err(EntryError::Corrupt("status"))

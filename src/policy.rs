@@ -46,6 +46,23 @@ pub struct Policy {
     pub(crate) lease: Option<Duration>,
     pub(crate) stale_while_revalidate: Duration,
     pub(crate) stale_if_error: Duration,
+    pub(crate) freshness_from_response: bool,
+}
+
+/// How long an entry is fresh, and how long past that it may be served stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Freshness {
+    pub(crate) ttl: Duration,
+    pub(crate) stale_while_revalidate: Duration,
+    pub(crate) stale_if_error: Duration,
+}
+
+impl Freshness {
+    /// How long the store keeps the entry: its TTL and its longest stale window.
+    pub(crate) fn retention(&self) -> Duration {
+        let grace = self.stale_while_revalidate.max(self.stale_if_error);
+        self.ttl.saturating_add(grace)
+    }
 }
 
 impl Policy {
@@ -67,6 +84,7 @@ impl Policy {
             lease: None,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            freshness_from_response: false,
         }
     }
 
@@ -206,9 +224,23 @@ impl Policy {
         self
     }
 
-    /// How long past its TTL Redis keeps an entry: the longest stale window.
-    pub(crate) fn grace(&self) -> Duration {
-        self.stale_while_revalidate.max(self.stale_if_error)
+    /// Takes each entry's TTL and stale windows from its response's `Cache-Control`
+    /// (`s-maxage`, else `max-age`; `stale-while-revalidate`, `stale-if-error`), each capped by
+    /// this policy's TTL; what the response does not say comes from the policy. A response
+    /// with `max-age=0` (or `s-maxage=0`) is not stored; a malformed value is ignored. Default:
+    /// off (the policy's TTL and windows for every entry).
+    pub fn freshness_from_response(mut self, on: bool) -> Self {
+        self.freshness_from_response = on;
+        self
+    }
+
+    /// The TTL and stale windows of this route's entries, before any `Cache-Control`.
+    pub(crate) fn freshness(&self) -> Freshness {
+        Freshness {
+            ttl: self.ttl,
+            stale_while_revalidate: self.stale_while_revalidate,
+            stale_if_error: self.stale_if_error,
+        }
     }
 
     /// The namespace of this route.
@@ -254,6 +286,7 @@ impl fmt::Debug for Policy {
             .field("lease", &self.lease)
             .field("stale_while_revalidate", &self.stale_while_revalidate)
             .field("stale_if_error", &self.stale_if_error)
+            .field("freshness_from_response", &self.freshness_from_response)
             .finish()
     }
 }

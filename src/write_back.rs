@@ -8,6 +8,7 @@ use crate::{
     key::CacheKey,
     keying::Identity,
     miss_lease::MissLease,
+    policy::Freshness,
     rules::response::{connection_tokens, content_length, header_is_stored},
     runtime::Runtime,
     stats::Counters,
@@ -30,9 +31,8 @@ pub(crate) struct WritePlan {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) key: CacheKey,
     pub(crate) identity: Identity,
-    pub(crate) ttl: Duration,
-    /// How long past `ttl` the store keeps the entry (the route's longest stale window).
-    pub(crate) grace: Duration,
+    /// The entry's TTL and stale windows (the route's, or its response's `Cache-Control`).
+    pub(crate) freshness: Freshness,
     pub(crate) max_body: usize,
     /// When the request began, before its lookup: an invalidation since then wins.
     pub(crate) started: Instant,
@@ -179,7 +179,11 @@ impl WriteBack {
         }
         let entry = Entry::new(status, headers, body)
             .with_stored_at(SystemTime::now())
-            .with_ttl(plan.ttl)
+            .with_ttl(plan.freshness.ttl)
+            .with_stale(
+                plan.freshness.stale_while_revalidate,
+                plan.freshness.stale_if_error,
+            )
             .with_identity(Bytes::copy_from_slice(&plan.identity));
         let encoded = entry.encode();
         drop(entry);
@@ -191,7 +195,7 @@ impl WriteBack {
         runtime.spawn(async move {
             let runtime = plan.runtime;
             let key = plan.key.clone();
-            let write = EntryWrite::new(plan.key, encoded, plan.ttl.saturating_add(plan.grace))
+            let write = EntryWrite::new(plan.key, encoded, plan.freshness.retention())
                 .started_at(plan.started)
                 .encoded_tags(plan.tags);
             let mut write = runtime.store.write(write);

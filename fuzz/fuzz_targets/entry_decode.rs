@@ -16,6 +16,7 @@ use tower_redis_cache::Entry;
 fuzz_target!(|data: &[u8]| {
     check(Bytes::copy_from_slice(data));
     check([&b"TRC\x01"[..], data].concat().into());
+    check([&b"TRC\x02"[..], data].concat().into());
 });
 
 fn check(bytes: Bytes) {

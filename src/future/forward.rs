@@ -4,7 +4,7 @@
 use crate::{
     body::ResponseBody,
     policy::Policy,
-    rules::response::response_storable,
+    rules::response::{freshness, response_storable},
     runtime::Runtime,
     status::{CacheStatus, CACHE_STATUS},
     tags::response_tags,
@@ -41,8 +41,14 @@ impl Finish {
         };
         let write = match (self.store, tags) {
             (Some((policy, mut plan)), Some(tags)) if response_storable(&policy, &parts) => {
-                plan.tags = tags;
-                plan.start(&parts, body.size_hint())
+                match freshness(&policy, &parts.headers) {
+                    Some(freshness) => {
+                        plan.tags = tags;
+                        plan.freshness = freshness;
+                        plan.start(&parts, body.size_hint())
+                    }
+                    None => None,
+                }
             }
             _ => None,
         };

@@ -7,7 +7,6 @@ use crate::{
     entry::Entry,
     key::CacheKey,
     keying::Identity,
-    policy::Policy,
     runtime::Runtime,
     stats::Counters,
     status::{CacheStatus, Fwd},
@@ -80,7 +79,6 @@ pub(crate) enum Resolution {
 pub(crate) fn resolve(
     found: Result<Option<Bytes>, StoreError>,
     runtime: &Runtime,
-    policy: &Policy,
     admission: Admission,
     key: &CacheKey,
     identity: &Identity,
@@ -124,14 +122,14 @@ pub(crate) fn resolve(
         Counters::bump(&counters.hits);
         return Resolution::Fresh(entry);
     }
-    // Past its TTL: Redis keeps it only for the route's stale windows.
+    // Past its TTL: Redis keeps it only for its stale windows.
     let stale_for = age - entry.ttl;
-    if stale_for < policy.stale_while_revalidate {
+    if stale_for < entry.stale_while_revalidate {
         Counters::bump(&counters.hits);
         Counters::bump(&counters.stale);
         return Resolution::Stale(entry);
     }
     Counters::bump(&counters.misses);
-    let keep = stale_for < policy.stale_if_error;
+    let keep = stale_for < entry.stale_if_error;
     Resolution::Miss(CacheStatus::forward(Fwd::Stale), keep.then_some(entry))
 }

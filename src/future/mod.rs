@@ -301,8 +301,7 @@ where
                 runtime: runtime.clone(),
                 key,
                 identity,
-                ttl: policy.ttl,
-                grace: policy.grace(),
+                freshness: policy.freshness(),
                 max_body: policy.max_response_body,
                 started,
                 tags: Vec::new(),
@@ -358,7 +357,6 @@ where
                     match resolve(
                         found,
                         runtime,
-                        &pending.policy,
                         pending.admission,
                         &pending.key,
                         &pending.identity,

@@ -1,10 +1,11 @@
 //! Which responses may be stored, and which of their headers are kept.
 
-use crate::policy::Policy;
+use crate::policy::{Freshness, Policy};
 use http::{
     header::{self, HeaderMap, HeaderName},
     response,
 };
+use std::time::Duration;
 
 /// Whether the response head allows storing: a listed status, no `Set-Cookie`, no
 /// `Cache-Control: private | no-store | no-cache`, no `Vary` on a header the key does not cover,
@@ -16,6 +17,47 @@ pub(crate) fn response_storable(policy: &Policy, parts: &response::Parts) -> boo
         && !cache_control_forbids(headers)
         && vary_is_keyed(policy, headers)
         && content_length(headers).is_none_or(|len| len <= policy.max_response_body as u64)
+}
+
+/// The entry's TTL and stale windows: the route's, or with `freshness_from_response` what
+/// the response's `Cache-Control` says, each capped by the route's TTL. `None` when the
+/// response says it is stale at once (`s-maxage=0`, `max-age=0`): not stored.
+pub(crate) fn freshness(policy: &Policy, headers: &HeaderMap) -> Option<Freshness> {
+    let mut freshness = policy.freshness();
+    if !policy.freshness_from_response {
+        return Some(freshness);
+    }
+    let seconds = |name: &str| {
+        directives(headers, header::CACHE_CONTROL).find_map(|d| {
+            let (key, value) = d.split_once('=')?;
+            if !key.trim().eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let value = value.trim().trim_matches('"');
+            // RFC 9111 section 1.2.2: a delta-seconds too large to parse is as good as forever.
+            let secs = match value.parse::<u64>() {
+                Ok(secs) => secs,
+                Err(_) if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                    u64::MAX
+                }
+                Err(_) => return None,
+            };
+            Some(Duration::from_secs(secs.min(u64::from(u32::MAX))).min(policy.ttl))
+        })
+    };
+    if let Some(ttl) = seconds("s-maxage").or_else(|| seconds("max-age")) {
+        if ttl.is_zero() {
+            return None;
+        }
+        freshness.ttl = ttl;
+    }
+    if let Some(window) = seconds("stale-while-revalidate") {
+        freshness.stale_while_revalidate = window;
+    }
+    if let Some(window) = seconds("stale-if-error") {
+        freshness.stale_if_error = window;
+    }
+    Some(freshness)
 }
 
 fn cache_control_forbids(headers: &HeaderMap) -> bool {
@@ -151,5 +193,58 @@ mod tests {
         assert!(!header_is_stored(&header::TRANSFER_ENCODING, &tokens));
         assert!(!header_is_stored(&header::SET_COOKIE, &tokens));
         assert!(header_is_stored(&header::CONTENT_TYPE, &tokens));
+    }
+}
+
+#[cfg(test)]
+mod freshness_tests {
+    use super::*;
+
+    fn of(policy: &Policy, cache_control: &str) -> Option<Freshness> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CACHE_CONTROL, cache_control.parse().unwrap());
+        freshness(policy, &headers)
+    }
+
+    #[test]
+    fn cache_control_sets_ttl_and_windows_within_the_policy_ttl() {
+        let secs = Duration::from_secs;
+        let policy = Policy::new("n")
+            .ttl(secs(60))
+            .stale_if_error(secs(5))
+            .freshness_from_response(true);
+        let f = of(&policy, "public, max-age=10, stale-while-revalidate=30").unwrap();
+        assert_eq!(
+            (f.ttl, f.stale_while_revalidate, f.stale_if_error),
+            (secs(10), secs(30), secs(5))
+        );
+        assert_eq!(
+            of(&policy, "s-maxage=20, max-age=10").unwrap().ttl,
+            secs(20)
+        );
+        assert_eq!(
+            of(&policy, "max-age=3600, stale-if-error=86400")
+                .unwrap()
+                .ttl,
+            secs(60)
+        );
+        assert_eq!(
+            of(&policy, "stale-if-error=86400").unwrap().stale_if_error,
+            secs(60)
+        );
+        assert_eq!(of(&policy, "max-age=\"7\"").unwrap().ttl, secs(7));
+        assert_eq!(
+            of(&policy, "max-age=99999999999999999999999").unwrap().ttl,
+            secs(60)
+        );
+        assert_eq!(of(&policy, "max-age=0"), None, "stale at once: not stored");
+        assert_eq!(
+            of(&policy, "max-age=abc").unwrap().ttl,
+            secs(60),
+            "malformed: ignored"
+        );
+        assert_eq!(of(&policy, "max-age=-5").unwrap().ttl, secs(60));
+        let off = Policy::new("n").ttl(secs(60));
+        assert_eq!(of(&off, "max-age=1").unwrap().ttl, secs(60), "not opted in");
     }
 }

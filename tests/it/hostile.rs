@@ -1298,8 +1298,8 @@ async fn garbage_and_foreign_entries_are_misses_and_get_overwritten() {
     let planted_elsewhere = encoded_entry(b"\0\0\0\x15/matches/2/prediction", b"ENTITY 2", &[]);
     let mut truncated = encoded_entry(b"x", b"TRUNCATED", &[]).to_vec();
     truncated.truncate(truncated.len() - 3);
-    let mut next_version = encoded_entry(b"x", b"V2", &[]).to_vec();
-    next_version[3] = 2;
+    let mut next_version = encoded_entry(b"x", b"V3", &[]).to_vec();
+    next_version[3] = 3;
     let values: Vec<(Vec<u8>, &str)> = vec![
         (b"garbage".to_vec(), "bad-entry"),
         (Vec::new(), "bad-entry"),

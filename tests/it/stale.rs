@@ -152,3 +152,62 @@ redis_test!(
         assert_eq!(reply.text(), "origin down");
     }
 );
+
+redis_test!(
+    freshness_can_come_from_the_responses_cache_control,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let runs = Runs::default();
+        let handler = |cache_control: &'static str| {
+            let runs = runs.clone();
+            move || {
+                let runs = runs.clone();
+                async move {
+                    let run = runs.bump();
+                    ([("cache-control", cache_control)], format!("run {run}")).into_response()
+                }
+            }
+        };
+        let policy = |ns: &str| {
+            layer.policy(
+                Policy::new(ns)
+                    .entity(Entity::none())
+                    .ttl(Duration::from_secs(60))
+                    .freshness_from_response(true),
+            )
+        };
+        let app = Router::new()
+            .route(
+                "/short",
+                get(handler("max-age=2, stale-while-revalidate=30")).route_layer(policy("short")),
+            )
+            .route(
+                "/zero",
+                get(handler("max-age=0")).route_layer(policy("zero")),
+            )
+            .route(
+                "/long",
+                get(handler("max-age=86400")).route_layer(policy("long")),
+            );
+        for path in ["/short", "/zero", "/long"] {
+            send(&app, get_req(path)).await;
+        }
+        eventually("the write-backs done", || {
+            layer.stats().writes_in_flight == 0
+        })
+        .await;
+        // TTL 2 s and 30 s stale: Redis keeps it for 32 s, hits say ttl=1 or 2.
+        let pttl = redis.ttl_ms(&format!("{PREFIX}short:{{_}}:default"));
+        assert!((30_000..=32_000).contains(&pttl), "PTTL {pttl}");
+        let hit = send(&app, get_req("/short")).await;
+        let status = hit.cache_status();
+        assert!(
+            status == format!("{NAME}; hit; ttl=1") || status == format!("{NAME}; hit; ttl=2"),
+            "{hit:?}"
+        );
+        // max-age=0: not stored; max-age beyond the route's TTL: capped at 60 s.
+        assert_eq!(redis.ttl_ms(&format!("{PREFIX}zero:{{_}}:default")), -2);
+        let long = redis.ttl_ms(&format!("{PREFIX}long:{{_}}:default"));
+        assert!((50_000..=60_000).contains(&long), "PTTL {long}");
+    }
+);
