@@ -60,12 +60,19 @@
 //!    same bytes in a [`RequestBody`]. A body that grows past the limit, fails or ends with
 //!    trailers is forwarded whole (what was read, then the rest, unchanged) and not cached.
 //! 4. **Lookup**, bounded by the lookup timeout. A hit is rebuilt with its status, headers and
-//!    body plus `Age` and `Cache-Status: …; hit; ttl=N`. An entry is served only to the exact
-//!    request inputs it was stored for, so hash collisions cannot serve a wrong variant. A store
-//!    that is slow, down or returns garbage is a miss (`fwd=miss; detail=…`), never an error.
-//! 5. **Miss.** The inner response streams to the client; if storable it is recorded and written
-//!    back in the background with the route's TTL, within a budget of write-backs in flight and
-//!    of the bytes they hold.
+//!    body plus `Age` and `Cache-Status: …; hit; ttl=N`, or answered `304 Not Modified` when the
+//!    client's `If-None-Match` / `If-Modified-Since` match. An entry is served only to the exact
+//!    request inputs it was stored for, so hash collisions cannot serve a wrong variant. A stale
+//!    entry within the route's stale-while-revalidate window is served at once and refreshed in
+//!    the background. A store that is slow, down or returns garbage is a miss
+//!    (`fwd=miss; detail=…`), never an error.
+//! 5. **Miss.** Concurrent misses for one key make one inner call (in the process, and across
+//!    instances with [`Policy::lease`]). The inner response streams to the client; if storable
+//!    it is recorded and written back in the background with the route's TTL, within a budget
+//!    of write-backs in flight and of the bytes they hold. A 5xx within the route's
+//!    stale-if-error window is replaced by the stale entry.
+//! 6. **Invalidation.** [`Invalidator`] drops entries by entity, namespace or tag; write-backs of
+//!    requests that began before an invalidation are refused.
 //!
 //! Which file does what is in `ARCHITECTURE.md` of the repository.
 //!
