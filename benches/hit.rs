@@ -335,7 +335,7 @@ impl Fixture {
         // Each target applies its route's policy to copies of these (sharing store and counters).
         let keys = KeyFactory::new("monps", "bench", "v1");
         let redis_layer = CacheLayer::new(store.clone(), keys.clone());
-        let memory_layer = CacheLayer::new(MemoryStore::new(16), keys);
+        let memory_layer = CacheLayer::new(MemoryStore::default(), keys);
         Self {
             store,
             client,

@@ -15,7 +15,7 @@
 //!   keyed by the request path. A hit is the stored bytes as the body with
 //!   `content-type: application/json`; a miss runs the handler, collects its body, spawns a
 //!   `SET key value EX 3600` and returns the response. The figure the crate must reach.
-//! - `memory`: the layer over [`MemoryStore::new(10_000)`](MemoryStore::new) (no Redis): the
+//! - `memory`: the layer over [`MemoryStore::default()`](MemoryStore::default) (64 MiB) (no Redis): the
 //!   middleware's own cost.
 //!
 //! The bench starts a private `redis-server` on a free loopback port (`--save "" --appendonly no
@@ -360,7 +360,7 @@ fn serve(name: &str) {
                             .expect("connect the store"),
                         keys(),
                     ),
-                    _ => CacheLayer::new(MemoryStore::new(10_000), keys()),
+                    _ => CacheLayer::new(MemoryStore::default(), keys()),
                 };
                 let route = get(handler).route_layer(cache.policy(policy()));
                 let runs = runs.clone();

@@ -45,10 +45,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(redis) => Arc::new(redis),
             Err(error) => {
                 tracing::warn!("no Redis answered ({error}); caching in process (MemoryStore)");
-                Arc::new(MemoryStore::new(10_000))
+                Arc::new(MemoryStore::default())
             }
         },
-        Err(_) => Arc::new(MemoryStore::new(10_000)),
+        Err(_) => Arc::new(MemoryStore::default()),
     };
     let cache = CacheLayer::new(store, KeyFactory::new("example", "dev", "v1"));
 

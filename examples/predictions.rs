@@ -130,7 +130,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                  responses are cached per process only",
                 without_credentials(&redis_url),
             );
-            Arc::new(MemoryStore::new(10_000))
+            Arc::new(MemoryStore::default())
         }
     };
     let cache = CacheLayer::builder(store, KeyFactory::new("monps", &app_env, "v1"))

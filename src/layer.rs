@@ -30,7 +30,7 @@ use tower_layer::Layer;
 /// use axum::{routing::get, Router};
 /// use tower_redis_cache::{CacheLayer, Entity, KeyFactory, MemoryStore, Policy};
 ///
-/// let cache = CacheLayer::builder(MemoryStore::new(10_000), KeyFactory::new("monps", "prod", "v1"))
+/// let cache = CacheLayer::builder(MemoryStore::default(), KeyFactory::new("monps", "prod", "v1"))
 ///     .lookup_timeout(Duration::from_millis(20))
 ///     .name("monps")
 ///     .build()
@@ -295,14 +295,14 @@ mod tests {
 
     #[test]
     fn an_arc_dyn_store_is_not_wrapped_again() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(1));
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
         let layer = CacheLayer::new(store.clone(), KeyFactory::new("a", "b", "c"));
         assert!(Arc::ptr_eq(&layer.runtime.store, &store));
     }
 
     #[test]
     fn copies_share_one_runtime() {
-        let layer = CacheLayer::new(MemoryStore::new(1), KeyFactory::new("a", "b", "c"));
+        let layer = CacheLayer::new(MemoryStore::default(), KeyFactory::new("a", "b", "c"));
         let route = layer.policy(Policy::new("n"));
         assert!(Arc::ptr_eq(&layer.runtime, &route.runtime));
     }

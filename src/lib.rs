@@ -17,7 +17,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! // In production: RedisStore::connect("redis://127.0.0.1:6379").await?
-//! let cache = CacheLayer::new(MemoryStore::new(10_000), KeyFactory::new("monps", "prod", "v1"));
+//! let cache = CacheLayer::new(MemoryStore::default(), KeyFactory::new("monps", "prod", "v1"));
 //!
 //! let app = Router::new().route(
 //!     "/matches/{id}/prediction",

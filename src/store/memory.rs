@@ -3,68 +3,97 @@
 use super::{redis_index::FENCE_WINDOW, EntryWrite, Store, StoreFuture};
 use crate::{invalidation::Invalidation, key::index::EntryAddress};
 use bytes::Bytes;
+use moka::{sync::Cache, Expiry};
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
-use tokio::time::Instant;
 
-/// A bounded in-process [`Store`] with per-entry expiry.
+/// The default bound of [`MemoryStore::default`]: 64 MiB.
+const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What each entry costs beyond its key and value, for the byte bound.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// A bounded in-process [`Store`] with per-entry expiry, on [`moka`](https://docs.rs/moka).
 ///
-/// Holds at most `capacity` entries; when full, expired entries are dropped first and then
-/// arbitrary ones. Clones share the same entries.
+/// Bounded by bytes, not entries: keys, values and tags together stay within `max_bytes`
+/// (plus a small fixed cost per entry); the least likely to be used again go first when full
+/// (moka's TinyLFU). Each entry expires after its own TTL. Clones share the same entries.
 ///
-/// Supports invalidation with the same guarantees as [`RedisStore`](crate::RedisStore), under
-/// one lock: an invalidation visits every entry held (at most `capacity`).
+/// Supports invalidation with the same guarantees as [`RedisStore`](crate::RedisStore): write-backs
+/// and invalidations take one lock (lookups never do); an invalidation visits every entry held.
 ///
 /// ```
 /// use std::time::Duration;
 /// use tower_redis_cache::{MemoryStore, Store};
 ///
 /// # tokio_test(async {
-/// let store = MemoryStore::new(10_000);
+/// let store = MemoryStore::with_max_bytes(64 * 1024 * 1024);
 /// store.set("k", "v".into(), Duration::from_secs(60)).await.unwrap();
 /// assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
 /// # });
 /// # fn tokio_test(f: impl std::future::Future) { tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f); }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MemoryStore {
-    inner: Arc<Mutex<Entries>>,
+    entries: Cache<String, Slot>,
+    /// Invalidations of the last [`FENCE_WINDOW`], to refuse the write-backs they raced; its
+    /// lock also orders write-backs against invalidations.
+    fences: Arc<Mutex<Vec<(Invalidation, Instant)>>>,
+    max_bytes: u64,
 }
 
-#[derive(Debug)]
-struct Entries {
-    capacity: usize,
-    map: HashMap<String, Slot>,
-    /// Invalidations of the last [`FENCE_WINDOW`], to refuse the write-backs they raced.
-    fences: Vec<(Invalidation, std::time::Instant)>,
-}
-
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Slot {
     value: Bytes,
-    expires: Instant,
+    ttl: Duration,
     /// The entry's tags, encoded.
-    tags: Box<[String]>,
+    tags: Arc<[String]>,
+}
+
+/// Each entry lives for its own TTL from when it was (last) written.
+struct PerEntryTtl;
+
+impl Expiry<String, Slot> for PerEntryTtl {
+    fn expire_after_create(&self, _: &String, slot: &Slot, _: Instant) -> Option<Duration> {
+        Some(slot.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &String,
+        slot: &Slot,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.ttl)
+    }
 }
 
 impl MemoryStore {
-    /// Creates an empty store holding at most `capacity` entries.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty store holding at most `max_bytes` of keys, values and tags.
+    pub fn with_max_bytes(max_bytes: u64) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|key: &String, slot: &Slot| {
+                let tags: usize = slot.tags.iter().map(String::len).sum();
+                let bytes = key.len() + slot.value.len() + tags + ENTRY_OVERHEAD;
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .build();
         Self {
-            inner: Arc::new(Mutex::new(Entries {
-                capacity: capacity.max(1),
-                map: HashMap::new(),
-                fences: Vec::new(),
-            })),
+            entries,
+            fences: Arc::default(),
+            max_bytes,
         }
     }
 
-    /// How many entries are held (expired ones included until they are evicted).
+    /// How many entries are held (after pending evictions and expiries are applied).
     pub fn len(&self) -> usize {
-        self.lock().map.len()
+        self.entries.run_pending_tasks();
+        usize::try_from(self.entries.entry_count()).unwrap_or(usize::MAX)
     }
 
     /// Whether the store holds no entries.
@@ -72,75 +101,64 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // The map stays consistent whatever panicked while holding the lock.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The bytes the entries weigh now (keys, values, tags and a fixed cost per entry).
+    pub fn weighted_bytes(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
+    }
+
+    fn insert(&self, key: &str, value: Bytes, ttl: Duration, tags: Arc<[String]>) {
+        // A TTL beyond what the clock can add is as good as forever (a year).
+        let ttl = ttl.min(Duration::from_secs(365 * 24 * 3600));
+        self.entries
+            .insert(key.to_owned(), Slot { value, ttl, tags });
+    }
+
+    fn lock_fences(&self) -> std::sync::MutexGuard<'_, Vec<(Invalidation, Instant)>> {
+        // The fences stay consistent whatever panicked while holding the lock.
+        self.fences.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Default for MemoryStore {
+    /// A store of at most 64 MiB.
     fn default() -> Self {
-        Self::new(10_000)
+        Self::with_max_bytes(DEFAULT_MAX_BYTES)
     }
 }
 
-impl Entries {
-    fn insert(&mut self, key: &str, value: Bytes, ttl: Duration, tags: Box<[String]>) {
-        let now = Instant::now();
-        if self.map.len() >= self.capacity && !self.map.contains_key(key) {
-            self.map.retain(|_, slot| slot.expires > now);
-            while self.map.len() >= self.capacity {
-                let Some(victim) = self.map.keys().next().cloned() else {
-                    break;
-                };
-                self.map.remove(&victim);
-            }
-        }
-        // A TTL beyond what the clock can add is as good as forever (a year).
-        let expires = now
-            .checked_add(ttl)
-            .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600));
-        let slot = Slot {
-            value,
-            expires,
-            tags,
-        };
-        self.map.insert(key.to_owned(), slot);
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("max_bytes", &self.max_bytes)
+            .field("entries", &self.entries.entry_count())
+            .finish()
     }
 }
 
 impl Store for MemoryStore {
     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        let value = match entries.map.get(key) {
-            Some(slot) if slot.expires > now => Some(slot.value.clone()),
-            Some(_) => {
-                entries.map.remove(key);
-                None
-            }
-            None => None,
-        };
+        let value = self.entries.get(key).map(|slot| slot.value);
         Box::pin(std::future::ready(Ok(value)))
     }
 
     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-        self.lock().insert(key, value, ttl, Box::default());
+        self.insert(key, value, ttl, Arc::default());
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn delete(&self, key: &str) -> StoreFuture<bool> {
-        let existed = self.lock().map.remove(key).is_some();
+        let existed = self.entries.remove(key).is_some();
         Box::pin(std::future::ready(Ok(existed)))
     }
 
     fn write(&self, write: EntryWrite) -> StoreFuture<bool> {
-        let mut entries = self.lock();
-        entries.fences.retain(|(_, at)| at.elapsed() < FENCE_WINDOW);
+        let mut fences = self.lock_fences();
+        fences.retain(|(_, at)| at.elapsed() < FENCE_WINDOW);
         let key = write.key();
         let stored = EntryAddress::parse(key).is_some_and(|address| {
             let raced = write.started().elapsed() >= FENCE_WINDOW
-                || entries.fences.iter().any(|(invalidation, at)| {
+                || fences.iter().any(|(invalidation, at)| {
                     *at >= write.started()
                         && address.prefix == invalidation.prefix()
                         && invalidation.covers(address.namespace, address.entity, write.tag_names())
@@ -149,33 +167,36 @@ impl Store for MemoryStore {
         });
         if stored {
             let tags = write.tag_names().map(str::to_owned).collect();
-            entries.insert(key.as_str(), write.value().clone(), write.ttl(), tags);
+            self.insert(key.as_str(), write.value().clone(), write.ttl(), tags);
         }
+        drop(fences);
         Box::pin(std::future::ready(Ok(stored)))
     }
 
     fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
-        let now = Instant::now();
-        let mut entries = self.lock();
-        entries
-            .fences
-            .push((invalidation.clone(), std::time::Instant::now()));
-        let mut gone = 0;
-        entries.map.retain(|key, slot| {
-            let covered = EntryAddress::parse_str(key).is_some_and(|address| {
-                address.prefix == invalidation.prefix()
-                    && invalidation.covers(
-                        address.namespace,
-                        address.entity,
-                        slot.tags.iter().map(String::as_str),
-                    )
-            });
-            // Expired entries are dropped too, but were gone already: not counted.
-            if covered && slot.expires > now {
-                gone += 1;
-            }
-            !covered
-        });
+        let mut fences = self.lock_fences();
+        fences.push((invalidation.clone(), Instant::now()));
+        let covered: Vec<Arc<String>> = self
+            .entries
+            .iter()
+            .filter(|(key, slot)| {
+                EntryAddress::parse_str(key).is_some_and(|address| {
+                    address.prefix == invalidation.prefix()
+                        && invalidation.covers(
+                            address.namespace,
+                            address.entity,
+                            slot.tags.iter().map(String::as_str),
+                        )
+                })
+            })
+            .map(|(key, _)| key)
+            .collect();
+        // Expired entries are not yielded by `iter`: only live ones are counted.
+        let gone = covered
+            .iter()
+            .filter(|key| self.entries.remove(key.as_str()).is_some())
+            .count();
+        drop(fences);
         Box::pin(std::future::ready(Ok(gone as u64)))
     }
 }
@@ -184,41 +205,53 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn entries_expire() {
-        let store = MemoryStore::new(4);
+    #[tokio::test]
+    async fn entries_expire_after_their_own_ttl() {
+        let store = MemoryStore::default();
         store
-            .set("k", Bytes::from_static(b"v"), Duration::from_secs(1))
+            .set("short", Bytes::from_static(b"v"), Duration::from_millis(50))
             .await
             .unwrap();
-        assert!(store.get("k").await.unwrap().is_some());
-        tokio::time::advance(Duration::from_millis(1001)).await;
-        assert_eq!(store.get("k").await.unwrap(), None);
+        store
+            .set("long", Bytes::from_static(b"v"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(store.get("short").await.unwrap().is_some());
+        // Waiting for time to pass: the behaviour under test is an expiry.
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(store.get("short").await.unwrap(), None);
+        assert!(store.get("long").await.unwrap().is_some());
     }
 
     #[tokio::test]
-    async fn capacity_is_a_bound() {
-        let store = MemoryStore::new(3);
-        for i in 0..10 {
+    async fn the_bound_is_in_bytes() {
+        let store = MemoryStore::with_max_bytes(1024 * 1024);
+        let body = Bytes::from(vec![0u8; 64 * 1024]);
+        for i in 0..100 {
             store
-                .set(&format!("k{i}"), Bytes::new(), Duration::from_secs(60))
+                .set(&format!("k{i}"), body.clone(), Duration::from_secs(60))
                 .await
                 .unwrap();
         }
-        assert_eq!(store.len(), 3);
         assert!(
-            store.get("k9").await.unwrap().is_some(),
-            "the newest entry is kept"
+            store.weighted_bytes() <= 1024 * 1024,
+            "{}",
+            store.weighted_bytes()
         );
-        assert!(store.delete("k9").await.unwrap());
-        assert!(!store.delete("k9").await.unwrap());
+        assert!(
+            store.len() <= 16,
+            "1 MiB holds at most 16 bodies of 64 KiB: {}",
+            store.len()
+        );
+        assert!(store.len() >= 8, "{}", store.len());
+        assert!(store.delete("k99").await.unwrap() || store.get("k99").await.unwrap().is_none());
     }
 
     #[tokio::test]
     async fn invalidation_counts_and_fences() {
         use crate::{key::KeyFactory, Invalidation, Variant};
         let keys = KeyFactory::new("a", "b", "c");
-        let store = MemoryStore::new(100);
+        let store = MemoryStore::default();
         let key =
             |ns: &str, entity: &str, v: &str| keys.key(ns, entity, &Variant::new().query("v", v));
         let ttl = Duration::from_secs(60);
