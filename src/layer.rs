@@ -105,7 +105,8 @@ impl CacheLayer {
 
     /// A copy of this layer that applies `policy`; it shares the store, the breaker, the write
     /// budget and the counters.
-    pub fn policy(&self, policy: Policy) -> Self {
+    pub fn policy(&self, mut policy: Policy) -> Self {
+        policy.stats = self.runtime.namespace_counters(&policy.namespace);
         Self {
             runtime: self.runtime.clone(),
             policy: Arc::new(policy),
@@ -126,6 +127,29 @@ impl CacheLayer {
     pub fn stats(&self) -> CacheStats {
         let (writes, bytes) = self.runtime.writes.in_flight();
         self.runtime.counters.snapshot(writes, bytes)
+    }
+
+    /// What the cache has done so far in each namespace of this layer's routes; the in-flight
+    /// figures (`writes_in_flight`, `write_bytes_in_flight`) are the layer's only, so they are
+    /// zero here. Cheap: one snapshot per namespace.
+    ///
+    /// ```
+    /// use tower_redis_cache::{CacheLayer, KeyFactory, MemoryStore, Policy};
+    ///
+    /// let cache = CacheLayer::new(MemoryStore::default(), KeyFactory::new("a", "b", "c"));
+    /// let _route = cache.policy(Policy::new("markets"));
+    /// assert_eq!(cache.namespace_stats()["markets"].hits, 0);
+    /// ```
+    pub fn namespace_stats(&self) -> std::collections::BTreeMap<String, CacheStats> {
+        let namespaces = self
+            .runtime
+            .namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        namespaces
+            .iter()
+            .map(|(namespace, counters)| (namespace.clone(), counters.snapshot(0, 0)))
+            .collect()
     }
 }
 
@@ -235,6 +259,7 @@ impl CacheLayerBuilder {
             tag_header: self.tag_header,
             flights: self.coalescing.then(Arc::default),
             refreshes: Arc::default(),
+            namespaces: Default::default(),
             coalescing_timeout: self.coalescing_timeout,
         };
         Ok(CacheLayer {

@@ -1,6 +1,6 @@
 //! Per-route caching policy: namespace, TTL, methods, entity, what varies, limits.
 
-use crate::key::Entity;
+use crate::{key::Entity, stats::Counters};
 use http::{response, HeaderName, Method, StatusCode};
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -47,6 +47,9 @@ pub struct Policy {
     pub(crate) stale_while_revalidate: Duration,
     pub(crate) stale_if_error: Duration,
     pub(crate) freshness_from_response: bool,
+    /// The counters of this policy's namespace, shared by every route of the namespace in one
+    /// layer (set by `CacheLayer::policy`).
+    pub(crate) stats: Arc<Counters>,
 }
 
 /// How long an entry is fresh, and how long past that it may be served stale.
@@ -85,6 +88,7 @@ impl Policy {
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             freshness_from_response: false,
+            stats: Arc::default(),
         }
     }
 

@@ -8,6 +8,7 @@ use crate::{
     key::KeyFactory, stats::Counters, store::Store, write_budget::WriteBudget,
 };
 use crate::{
+    policy::Policy,
     rules::request::Bypass,
     status::{CacheStatus, Fwd},
 };
@@ -32,6 +33,8 @@ pub(crate) struct Runtime {
     pub(crate) flights: Option<Arc<Flights>>,
     /// The stale entries being refreshed in the background, by key.
     pub(crate) refreshes: Arc<Flights>,
+    /// The counters of each namespace.
+    pub(crate) namespaces: std::sync::Mutex<std::collections::BTreeMap<String, Arc<Counters>>>,
     /// The longest a coalesced miss waits for its leader.
     pub(crate) coalescing_timeout: std::time::Duration,
 }
@@ -50,18 +53,27 @@ impl fmt::Debug for Runtime {
 }
 
 impl Runtime {
+    /// The counters of `namespace`, made on first use.
+    pub(crate) fn namespace_counters(&self, namespace: &str) -> Arc<Counters> {
+        let mut namespaces = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        namespaces.entry(namespace.to_owned()).or_default().clone()
+    }
+
     /// Counts a request on a cached route forwarded without a lookup for `reason`, and gives
     /// its `Cache-Status`.
-    pub(crate) fn bypass(&self, reason: Bypass) -> CacheStatus {
-        Counters::bump(&self.counters.bypasses);
+    pub(crate) fn bypass(&self, policy: &Policy, reason: Bypass) -> CacheStatus {
+        self.counters.count(&policy.stats, |c| &c.bypasses);
         CacheStatus::forward(Fwd::Bypass).with_detail(reason.detail())
     }
 
     /// Counts a request that skipped the store because the circuit breaker is open (a miss),
     /// and gives its `Cache-Status`.
-    pub(crate) fn circuit_open(&self) -> CacheStatus {
-        Counters::bump(&self.counters.misses);
-        Counters::bump(&self.counters.circuit_open);
+    pub(crate) fn circuit_open(&self, policy: &Policy) -> CacheStatus {
+        self.counters.count(&policy.stats, |c| &c.misses);
+        self.counters.count(&policy.stats, |c| &c.circuit_open);
         CacheStatus::forward(Fwd::Miss).with_detail("circuit-open")
     }
 }

@@ -116,13 +116,13 @@ where
         let (key_start, read_body) = match checked {
             Ok(checked) => checked,
             Err(reason) => {
-                let status = runtime.bypass(reason);
+                let status = runtime.bypass(policy, reason);
                 return self.forward(Request::from_parts(parts, body), status);
             }
         };
         if runtime.breaker.is_denying() {
             // The store is known to be down: no body read, no canonicalisation, no round trip.
-            let status = runtime.circuit_open();
+            let status = runtime.circuit_open(policy);
             return self.forward(Request::from_parts(parts, body), status);
         }
         // The service that passed `poll_ready` goes with the request; a clone stays here.

@@ -60,6 +60,12 @@ impl Counters {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Counts one event in the layer's counters (`self`) and in its route's namespace's.
+    pub(crate) fn count(&self, namespace: &Counters, counter: fn(&Counters) -> &AtomicU64) {
+        Self::bump(counter(self));
+        Self::bump(counter(namespace));
+    }
+
     /// The counters, with the write budget's current use.
     pub(crate) fn snapshot(
         &self,

@@ -43,6 +43,8 @@ pub(crate) struct WritePlan {
     pub(crate) flight: Option<Flight>,
     /// The cross-instance miss lease this miss holds, released when the write-back ends.
     pub(crate) lease: Option<MissLease>,
+    /// The counters of the route's namespace.
+    pub(crate) stats: Arc<Counters>,
 }
 
 /// A response being recorded as it streams to the client. Holds its share of the write budget
@@ -94,7 +96,9 @@ impl WritePlan {
             false => self.runtime.writes.reserve(needed),
         };
         let Some(reservation) = reservation else {
-            Counters::bump(&self.runtime.counters.writes_dropped);
+            self.runtime
+                .counters
+                .count(&self.stats, |c| &c.writes_dropped);
             return None;
         };
         Some(WriteBack {
@@ -133,7 +137,10 @@ impl WriteBack {
         if bytes <= held || self.reservation.grow(bytes - held) {
             return true;
         }
-        Counters::bump(&self.plan.runtime.counters.writes_dropped);
+        let plan = &self.plan;
+        plan.runtime
+            .counters
+            .count(&plan.stats, |c| &c.writes_dropped);
         false
     }
 
@@ -194,6 +201,7 @@ impl WriteBack {
         reservation.shrink(reservation.bytes().saturating_sub(encoded.len()));
         runtime.spawn(async move {
             let runtime = plan.runtime;
+            let stats = plan.stats;
             let key = plan.key.clone();
             let write = EntryWrite::new(plan.key, encoded, plan.freshness.retention())
                 .started_at(plan.started)
@@ -232,10 +240,10 @@ impl WriteBack {
                 }
             }
             match result {
-                Ok(true) => Counters::bump(&runtime.counters.writes),
-                Ok(false) => Counters::bump(&runtime.counters.writes_invalidated),
+                Ok(true) => runtime.counters.count(&stats, |c| &c.writes),
+                Ok(false) => runtime.counters.count(&stats, |c| &c.writes_invalidated),
                 Err(error) => {
-                    Counters::bump(&runtime.counters.write_errors);
+                    runtime.counters.count(&stats, |c| &c.write_errors);
                     tracing::debug!(%key, %error, "cache write-back failed");
                 }
             }

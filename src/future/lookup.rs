@@ -79,6 +79,7 @@ pub(crate) enum Resolution {
 pub(crate) fn resolve(
     found: Result<Option<Bytes>, StoreError>,
     runtime: &Runtime,
+    namespace: &Counters,
     admission: Admission,
     key: &CacheKey,
     identity: &Identity,
@@ -94,14 +95,14 @@ pub(crate) fn resolve(
         _ => runtime.breaker.on_success(),
     }
     let miss = |status: CacheStatus| {
-        Counters::bump(&counters.misses);
+        counters.count(namespace, |c| &c.misses);
         Resolution::Miss(status, None)
     };
     let bytes = match found {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return miss(CacheStatus::forward(Fwd::UriMiss)),
         Err(error) => {
-            Counters::bump(&counters.lookup_errors);
+            counters.count(namespace, |c| &c.lookup_errors);
             tracing::debug!(%key, %error, "cache lookup failed; treated as a miss");
             return miss(CacheStatus::forward(Fwd::Miss).with_detail(error.detail()));
         }
@@ -109,7 +110,7 @@ pub(crate) fn resolve(
     let entry = match Entry::decode(bytes) {
         Ok(entry) => entry,
         Err(error) => {
-            Counters::bump(&counters.bad_entries);
+            counters.count(namespace, |c| &c.bad_entries);
             tracing::debug!(%key, %error, "unreadable cache entry; overwriting");
             return miss(CacheStatus::forward(Fwd::Miss).with_detail("bad-entry"));
         }
@@ -119,17 +120,17 @@ pub(crate) fn resolve(
     }
     let age = entry.age(SystemTime::now());
     if age < entry.ttl {
-        Counters::bump(&counters.hits);
+        counters.count(namespace, |c| &c.hits);
         return Resolution::Fresh(entry);
     }
     // Past its TTL: Redis keeps it only for its stale windows.
     let stale_for = age - entry.ttl;
     if stale_for < entry.stale_while_revalidate {
-        Counters::bump(&counters.hits);
-        Counters::bump(&counters.stale);
+        counters.count(namespace, |c| &c.hits);
+        counters.count(namespace, |c| &c.stale);
         return Resolution::Stale(entry);
     }
-    Counters::bump(&counters.misses);
+    counters.count(namespace, |c| &c.misses);
     let keep = stale_for < entry.stale_if_error;
     Resolution::Miss(CacheStatus::forward(Fwd::Stale), keep.then_some(entry))
 }

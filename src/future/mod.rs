@@ -214,7 +214,7 @@ where
         } = keyed;
         let admission = runtime.breaker.admit();
         if admission == Admission::Denied {
-            let status = runtime.circuit_open();
+            let status = runtime.circuit_open(&policy);
             let future = service.call(Request::from_parts(parts, body));
             return State::forwarded(future, runtime, status);
         }
@@ -307,6 +307,7 @@ where
                 tags: Vec::new(),
                 flight,
                 lease,
+                stats: policy.stats.clone(),
             };
             (policy, plan)
         });
@@ -357,6 +358,7 @@ where
                     match resolve(
                         found,
                         runtime,
+                        &pending.policy.stats,
                         pending.admission,
                         &pending.key,
                         &pending.identity,
@@ -447,7 +449,12 @@ where
                     {
                         // stale-if-error: the stale entry instead of the failure.
                         let runtime = &finish.runtime;
-                        Counters::bump(&runtime.counters.stale);
+                        match &finish.store {
+                            Some((policy, _)) => {
+                                runtime.counters.count(&policy.stats, |c| &c.stale)
+                            }
+                            None => Counters::bump(&runtime.counters.stale),
+                        }
                         let now = SystemTime::now();
                         let status = CacheStatus::Hit {
                             ttl: entry.freshness(now),
@@ -502,7 +509,9 @@ where
     ReqBody: Body,
 {
     let runtime = &pending.runtime;
-    Counters::bump(&runtime.counters.coalesced);
+    runtime
+        .counters
+        .count(&pending.policy.stats, |c| &c.coalesced);
     let request = &pending.request;
     let not_modified =
         conditional::not_modified(request.method(), request.headers(), entry.headers());
@@ -547,10 +556,11 @@ where
     let Keyed {
         mut service,
         runtime,
+        policy,
         parts,
         ..
     } = keyed;
-    let status = runtime.bypass(reason);
+    let status = runtime.bypass(&policy, reason);
     let future = service.call(Request::from_parts(parts, body));
     State::forwarded(future, runtime, status)
 }

@@ -69,6 +69,7 @@ where
             tags: Vec::new(),
             flight: Some(flight),
             lease,
+            stats: policy.stats.clone(),
         };
         let finish = Finish {
             runtime,

@@ -955,3 +955,27 @@ redis_test!(
         );
     }
 );
+
+redis_test!(
+    stats_are_kept_per_namespace_and_in_total,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let route = |ns: &str| layer.policy(Policy::new(ns).entity(Entity::none()));
+        let app = Router::new()
+            .route("/a", get(|| async { "a" }).route_layer(route("a")))
+            .route("/b", get(|| async { "b" }).route_layer(route("b")))
+            .route("/a2", get(|| async { "a2" }).route_layer(route("a")));
+        send(&app, get_req("/a")).await;
+        send(&app, get_req("/b")).await;
+        wait_writes(&layer, 2).await;
+        send(&app, get_req("/a")).await;
+        // Another route of namespace `a`: its own identity, the same entity key: a vary-miss.
+        send(&app, get_req("/a2")).await;
+        let per = layer.namespace_stats();
+        assert_eq!(per.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((per["a"].hits, per["a"].misses), (1, 2), "{:?}", per["a"]);
+        assert_eq!((per["b"].hits, per["b"].misses, per["b"].writes), (0, 1, 1));
+        let total = layer.stats();
+        assert_eq!((total.hits, total.misses), (1, 3));
+    }
+);
