@@ -8,7 +8,7 @@ use crate::{
     key::CacheKey,
     keying::Identity,
     miss_lease::MissLease,
-    policy::Freshness,
+    policy::{Freshness, Policy},
     rules::response::{connection_tokens, content_length, header_is_stored},
     runtime::Runtime,
     stats::Counters,
@@ -70,6 +70,31 @@ pub(crate) struct WriteBack {
 }
 
 impl WritePlan {
+    /// The plan for a miss of `key` on a route with `policy`, whose request began at
+    /// `started`; its tags and freshness are settled once the response head is known.
+    pub(crate) fn new(
+        runtime: &Arc<Runtime>,
+        policy: &Policy,
+        key: CacheKey,
+        identity: Identity,
+        started: Instant,
+        flight: Option<Flight>,
+        lease: Option<MissLease>,
+    ) -> Self {
+        Self {
+            runtime: runtime.clone(),
+            key,
+            identity,
+            freshness: policy.freshness(),
+            max_body: policy.max_response_body,
+            started,
+            tags: Vec::new(),
+            flight,
+            lease,
+            stats: policy.stats.clone(),
+        }
+    }
+
     /// Starts recording a response with head `parts` and a body of `size` (exact, when known),
     /// if the write budget has room and the store is not known to be down.
     pub(crate) fn start(self, parts: &response::Parts, size: SizeHint) -> Option<WriteBack> {

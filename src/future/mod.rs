@@ -297,18 +297,7 @@ where
         let head = request.method() == Method::HEAD;
         // HEAD is answered from GET entries but never stored: its response has no body.
         let store = (!head).then(|| {
-            let plan = WritePlan {
-                runtime: runtime.clone(),
-                key,
-                identity,
-                freshness: policy.freshness(),
-                max_body: policy.max_response_body,
-                started,
-                tags: Vec::new(),
-                flight,
-                lease,
-                stats: policy.stats.clone(),
-            };
+            let plan = WritePlan::new(&runtime, &policy, key, identity, started, flight, lease);
             (policy, plan)
         });
         State::Forward {

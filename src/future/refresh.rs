@@ -59,18 +59,8 @@ where
             started,
             ..
         } = pending;
-        let plan = WritePlan {
-            runtime: runtime.clone(),
-            key,
-            identity,
-            freshness: policy.freshness(),
-            max_body: policy.max_response_body,
-            started,
-            tags: Vec::new(),
-            flight: Some(flight),
-            lease,
-            stats: policy.stats.clone(),
-        };
+        let flight = Some(flight);
+        let plan = WritePlan::new(&runtime, &policy, key, identity, started, flight, lease);
         let finish = Finish {
             runtime,
             status: CacheStatus::forward(Fwd::Stale),
