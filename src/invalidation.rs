@@ -1,6 +1,6 @@
 //! [`Invalidation`]: what an invalidation drops, as the store receives it.
 
-use crate::key::{encoded, KeyFactory};
+use crate::key::{encoded, index::EntryAddress, KeyFactory};
 
 /// What to drop from the store: every entry of an entity, of an entity in one namespace, of a
 /// namespace, or carrying a tag, within one deployment (`{app}:{env}:{version}`).
@@ -113,13 +113,27 @@ impl Invalidation {
         }
     }
 
-    /// Whether an entry of `namespace` and `entity` with `tags` (all encoded) is dropped.
-    pub fn covers<'t>(
-        &self,
-        namespace: &str,
-        entity: &str,
-        mut tags: impl Iterator<Item = &'t str>,
-    ) -> bool {
+    /// Whether the entry under `key` with `tags` (encoded, as
+    /// [`EntryWrite::tag_names`](crate::EntryWrite::tag_names) gives them) is dropped; a key
+    /// that is not this deployment's never is.
+    ///
+    /// ```
+    /// use tower_redis_cache::{Invalidation, KeyFactory, Variant};
+    ///
+    /// let keys = KeyFactory::new("monps", "prod", "v1");
+    /// let key = keys.key("pred", "m_1", &Variant::new());
+    /// assert!(Invalidation::entity(&keys, "m_1").covers(key.as_str(), []));
+    /// assert!(Invalidation::tag(&keys, "team-7").covers(key.as_str(), ["team-7"]));
+    /// assert!(!Invalidation::namespace(&keys, "markets").covers(key.as_str(), []));
+    /// ```
+    pub fn covers<'t>(&self, key: &str, tags: impl IntoIterator<Item = &'t str>) -> bool {
+        let Some(address) = EntryAddress::parse_str(key) else {
+            return false;
+        };
+        if address.prefix != self.prefix {
+            return false;
+        }
+        let (namespace, entity) = (address.namespace, address.entity);
         match self.scope() {
             InvalidationScope::Entity { entity: e } => e == entity,
             InvalidationScope::EntityInNamespace {
@@ -127,7 +141,7 @@ impl Invalidation {
                 entity: e,
             } => n == namespace && e == entity,
             InvalidationScope::Namespace { namespace: n } => n == namespace,
-            InvalidationScope::Tag { tag } => tags.any(|t| t == tag),
+            InvalidationScope::Tag { tag } => tags.into_iter().any(|t| t == tag),
         }
     }
 }

@@ -35,13 +35,7 @@ pub(crate) fn take(
             let asked = tokio::time::timeout(timeout, runtime.store.lease(&key, bound)).await;
             match asked {
                 Ok(Ok(Lease::Taken(token))) => {
-                    return Leased::Holder(MissLease {
-                        runtime,
-                        key,
-                        token,
-                        ttl: bound,
-                        stored: false,
-                    })
+                    return Leased::Holder(MissLease::held(runtime, key, token, bound))
                 }
                 Ok(Ok(Lease::Filled(bytes))) => return Leased::Filled(bytes),
                 Ok(Ok(Lease::Held)) => {}
@@ -67,13 +61,7 @@ pub(crate) async fn try_take(
         runtime.store.lease(&key, bound),
     );
     match asked.await {
-        Ok(Ok(Lease::Taken(token))) => Some(MissLease {
-            runtime,
-            key,
-            token,
-            ttl: bound,
-            stored: false,
-        }),
+        Ok(Ok(Lease::Taken(token))) => Some(MissLease::held(runtime, key, token, bound)),
         _ => None,
     }
 }
@@ -89,6 +77,17 @@ pub(crate) struct MissLease {
 }
 
 impl MissLease {
+    /// The lease `token` of `key`, taken for `ttl`.
+    fn held(runtime: Arc<Runtime>, key: String, token: String, ttl: Duration) -> Self {
+        Self {
+            runtime,
+            key,
+            token,
+            ttl,
+            stored: false,
+        }
+    }
+
     /// The entry was stored.
     pub(crate) fn stored(&mut self) {
         self.stored = true;

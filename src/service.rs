@@ -95,10 +95,12 @@ where
         let policy = &self.policy;
         let Some(stored_method) = policy.lookup_method(req.method()).cloned() else {
             // Not a method this route caches: untouched, no Cache-Status.
+            if !policy.invalidate_on_unsafe || req.method().is_safe() {
+                let future = self.inner.call(req.map(RequestBody::untouched));
+                return ResponseFuture::passthrough(future);
+            }
             let (parts, body) = req.into_parts();
-            let invalidation = (policy.invalidate_on_unsafe && !parts.method.is_safe())
-                .then(|| unsafe_invalidation(&self.runtime, policy, &parts))
-                .flatten();
+            let invalidation = unsafe_invalidation(&self.runtime, policy, &parts);
             let req = Request::from_parts(parts, RequestBody::untouched(body));
             let future = self.inner.call(req);
             return match invalidation {

@@ -34,7 +34,8 @@ pub(crate) struct WritePlan {
     /// The entry's TTL and stale windows (the route's, or its response's `Cache-Control`).
     pub(crate) freshness: Freshness,
     pub(crate) max_body: usize,
-    /// When the request began, before its lookup: an invalidation since then wins.
+    /// When the plan was made, just before the inner service is called: an invalidation
+    /// since then (or possibly since then) wins.
     pub(crate) started: Instant,
     /// The response's tags, encoded; set once the response head is known.
     pub(crate) tags: Vec<String>,
@@ -70,14 +71,14 @@ pub(crate) struct WriteBack {
 }
 
 impl WritePlan {
-    /// The plan for a miss of `key` on a route with `policy`, whose request began at
-    /// `started`; its tags and freshness are settled once the response head is known.
+    /// The plan for a miss of `key` on a route with `policy`, made just before the inner
+    /// service is called (so the handler reads its data after `started`); its tags and
+    /// freshness are settled once the response head is known.
     pub(crate) fn new(
         runtime: &Arc<Runtime>,
         policy: &Policy,
         key: CacheKey,
         identity: Identity,
-        started: Instant,
         flight: Option<Flight>,
         lease: Option<MissLease>,
     ) -> Self {
@@ -87,7 +88,7 @@ impl WritePlan {
             identity,
             freshness: policy.freshness(),
             max_body: policy.max_response_body,
-            started,
+            started: Instant::now(),
             tags: Vec::new(),
             flight,
             lease,

@@ -75,9 +75,10 @@ pub(crate) enum Resolution {
 }
 
 /// Reports the lookup's outcome to the breaker and the counters, and decides whether `found`
-/// answers the request with `identity`.
+/// answers the request with `identity` at `now`.
 pub(crate) fn resolve(
     found: Result<Option<Bytes>, StoreError>,
+    now: SystemTime,
     runtime: &Runtime,
     namespace: &Counters,
     admission: Admission,
@@ -118,7 +119,7 @@ pub(crate) fn resolve(
     if entry.identity[..] != identity[..] {
         return miss(CacheStatus::forward(Fwd::VaryMiss));
     }
-    let age = entry.age(SystemTime::now());
+    let age = entry.age(now);
     if age < entry.ttl {
         counters.count(namespace, |c| &c.hits);
         return Resolution::Fresh(entry);

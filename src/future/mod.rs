@@ -41,7 +41,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{ready, Context, Poll},
-    time::{Instant, SystemTime},
+    time::SystemTime,
 };
 use tower_service::Service;
 
@@ -79,9 +79,8 @@ pin_project! {
             #[pin]
             future: S::Future,
             finish: Option<Finish>,
-            // A stale entry to serve instead if the inner service fails (stale-if-error),
-            // and whether the request is a HEAD.
-            stale: Option<(Entry, bool)>,
+            // A stale entry to serve instead if the inner service fails (stale-if-error).
+            stale: Option<StaleIfError>,
         },
         // A flight's leader taking its key's cross-instance lease, or waiting on its holder.
         Leasing {
@@ -120,6 +119,14 @@ pub(crate) struct Keyed<S> {
     pub(crate) parts: request::Parts,
 }
 
+/// A stale entry a forwarded request falls back on if the inner service fails.
+struct StaleIfError {
+    entry: Entry,
+    head: bool,
+    /// The counters of the route's namespace.
+    namespace: Arc<Counters>,
+}
+
 /// A keyed request waiting for its lookup.
 struct Pending<S, ReqBody: Body> {
     service: S,
@@ -129,8 +136,6 @@ struct Pending<S, ReqBody: Body> {
     key: CacheKey,
     identity: Identity,
     admission: Admission,
-    /// When the lookup began.
-    started: Instant,
     /// A stale entry within the stale-if-error window, to serve if the inner service fails.
     stale: Option<Entry>,
 }
@@ -226,7 +231,6 @@ where
             body_bytes,
             &runtime.bodies,
         );
-        let started = Instant::now();
         State::Lookup {
             lookup: Lookup::start(&runtime, &key),
             pending: Some(Pending {
@@ -237,7 +241,6 @@ where
                 key,
                 identity,
                 admission,
-                started,
                 stale: None,
             }),
         }
@@ -290,14 +293,18 @@ where
             request,
             key,
             identity,
-            started,
             stale,
             ..
         } = pending;
         let head = request.method() == Method::HEAD;
+        let stale = stale.map(|entry| StaleIfError {
+            entry,
+            head,
+            namespace: policy.stats.clone(),
+        });
         // HEAD is answered from GET entries but never stored: its response has no body.
         let store = (!head).then(|| {
-            let plan = WritePlan::new(&runtime, &policy, key, identity, started, flight, lease);
+            let plan = WritePlan::new(&runtime, &policy, key, identity, flight, lease);
             (policy, plan)
         });
         State::Forward {
@@ -307,7 +314,7 @@ where
                 status,
                 store,
             }),
-            stale: stale.map(|entry| (entry, head)),
+            stale,
         }
     }
 }
@@ -344,8 +351,10 @@ where
                     let found = ready!(lookup.poll_lookup(cx, runtime));
                     let pending = pending.take().expect("polled after completion");
                     let runtime = &pending.runtime;
+                    let now = SystemTime::now();
                     match resolve(
                         found,
+                        now,
                         runtime,
                         &pending.policy.stats,
                         pending.admission,
@@ -360,22 +369,19 @@ where
                                 request.headers(),
                                 entry.headers(),
                             );
-                            let now = SystemTime::now();
                             let response =
                                 respond::hit(entry, head, not_modified, now, &runtime.name);
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
                         Resolution::Stale(entry) => {
                             let head = pending.request.method() == Method::HEAD;
-                            let now = SystemTime::now();
                             let ttl = entry.freshness(now);
                             let status = CacheStatus::Hit {
                                 ttl,
                                 detail: Some("stale-while-revalidate"),
                             };
-                            let name = runtime.name.clone();
                             let response =
-                                respond::from_entry(entry, head, false, now, &name, status);
+                                respond::from_entry(entry, head, false, now, &runtime.name, status);
                             refresh::start(pending);
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
@@ -433,22 +439,18 @@ where
                         Err(_) => true,
                         Ok(response) => response.status().is_server_error(),
                     };
-                    if let (true, Some((entry, head)), Some(finish)) =
+                    if let (true, Some(stale), Some(finish)) =
                         (failed, stale.take(), finish.as_ref())
                     {
                         // stale-if-error: the stale entry instead of the failure.
                         let runtime = &finish.runtime;
-                        match &finish.store {
-                            Some((policy, _)) => {
-                                runtime.counters.count(&policy.stats, |c| &c.stale)
-                            }
-                            None => Counters::bump(&runtime.counters.stale),
-                        }
+                        runtime.counters.count(&stale.namespace, |c| &c.stale);
                         let now = SystemTime::now();
                         let status = CacheStatus::Hit {
-                            ttl: entry.freshness(now),
+                            ttl: stale.entry.freshness(now),
                             detail: Some("stale-if-error"),
                         };
+                        let (entry, head) = (stale.entry, stale.head);
                         let response =
                             respond::from_entry(entry, head, false, now, &runtime.name, status);
                         return Poll::Ready(Ok(response.map(ResponseBody::cached)));

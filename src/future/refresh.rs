@@ -56,11 +56,10 @@ where
             request,
             key,
             identity,
-            started,
             ..
         } = pending;
         let flight = Some(flight);
-        let plan = WritePlan::new(&runtime, &policy, key, identity, started, flight, lease);
+        let plan = WritePlan::new(&runtime, &policy, key, identity, flight, lease);
         let finish = Finish {
             runtime,
             status: CacheStatus::forward(Fwd::Stale),

@@ -1,7 +1,7 @@
 //! An in-process store: the fallback when no Redis answers, and a store for tests.
 
 use super::{redis_index::FENCE_WINDOW, EntryWrite, Store, StoreFuture};
-use crate::{invalidation::Invalidation, key::index::EntryAddress};
+use crate::invalidation::Invalidation;
 use bytes::Bytes;
 use moka::{sync::Cache, Expiry};
 use std::{
@@ -156,15 +156,10 @@ impl Store for MemoryStore {
         let mut fences = self.lock_fences();
         fences.retain(|(_, at)| at.elapsed() < FENCE_WINDOW);
         let key = write.key();
-        let stored = EntryAddress::parse(key).is_some_and(|address| {
-            let raced = write.started().elapsed() >= FENCE_WINDOW
-                || fences.iter().any(|(invalidation, at)| {
-                    *at >= write.started()
-                        && address.prefix == invalidation.prefix()
-                        && invalidation.covers(address.namespace, address.entity, write.tag_names())
-                });
-            !raced
-        });
+        let stored = write.started().elapsed() < FENCE_WINDOW
+            && !fences.iter().any(|(invalidation, at)| {
+                *at >= write.started() && invalidation.covers(key.as_str(), write.tag_names())
+            });
         if stored {
             let tags = write.tag_names().map(str::to_owned).collect();
             self.insert(key.as_str(), write.value().clone(), write.ttl(), tags);
@@ -179,16 +174,7 @@ impl Store for MemoryStore {
         let covered: Vec<Arc<String>> = self
             .entries
             .iter()
-            .filter(|(key, slot)| {
-                EntryAddress::parse_str(key).is_some_and(|address| {
-                    address.prefix == invalidation.prefix()
-                        && invalidation.covers(
-                            address.namespace,
-                            address.entity,
-                            slot.tags.iter().map(String::as_str),
-                        )
-                })
-            })
+            .filter(|(key, slot)| invalidation.covers(key, slot.tags.iter().map(String::as_str)))
             .map(|(key, _)| key)
             .collect();
         // Expired entries are not yielded by `iter`: only live ones are counted.
