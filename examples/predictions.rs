@@ -17,6 +17,12 @@
 //! | `GET  /teams/{team}/matches`      | `teams`       | GET     | `t_{team}`| 60 s  |
 //! | `GET  /health`                    | `health`      | GET     | (none)    | 5 s   |
 //!
+//! Not cached: `GET /metrics`, the cache's metrics in Prometheus text format (through
+//! `metrics-exporter-prometheus`), and `GET /stats`, JSON with per-namespace hits, misses and
+//! hit rate, the handlers' run counts and, on Redis, figures from `INFO` (`used_memory`,
+//! `maxmemory`, `evicted_keys`, `keyspace_hits`/`misses`, …). `examples/loadgen.rs` reads
+//! `/stats` for its report.
+//!
 //! A team's matches are tagged `team-{team}` (the handler names its tags in `cache-tag`, which
 //! the cache removes before the client sees it). Invalidation, answering
 //! `{"invalidated": <entries dropped>}` (503 with the error while Redis is unreachable):
@@ -29,6 +35,8 @@
 //!
 //! The prediction's optional JSON body (its config, such as `{"risk":"high","model":"v2"}`) is
 //! part of the key in its RFC 8785 canonical form, so member order and whitespace do not matter.
+//! A config with `"detail": N` (at most 1 MiB) adds a minute-by-minute timeline of about N
+//! bytes to the prediction: large bodies for load and memory tests.
 //! Every response carries `x-handler-runs`: how many times that route's handler had run when it
 //! produced the response. The handler sets it, so a hit replays the count stored with the entry.
 //!
@@ -65,6 +73,7 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
 use std::{
     sync::{
@@ -89,11 +98,16 @@ struct Runs {
     health: AtomicU64,
 }
 
-/// What the handlers share: the run counts and the cache's invalidator.
+/// What the handlers share: the run counts, the cache's invalidator and what `/metrics` and
+/// `/stats` report.
 #[derive(Clone)]
 struct AppState {
     runs: Arc<Runs>,
     invalidator: Invalidator,
+    cache: CacheLayer,
+    metrics: PrometheusHandle,
+    /// The Redis store, for `INFO` in `/stats` (`None` on the in-process store).
+    redis: Option<RedisStore>,
 }
 
 /// The response header in which handlers name the tags of a response.
@@ -110,15 +124,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
+    // The recorder goes in before the cache sees its first request.
+    let metrics = prometheus()?;
+
     let bind = env_or("BIND", "127.0.0.1:3000");
     let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
     let app_env = env_or("APP_ENV", "dev");
 
     // Pick the store at run time: Redis when it answers, else the in-process store.
+    let mut redis = None;
     let store: Arc<dyn Store> = match RedisStore::connect(&redis_url).await {
-        Ok(redis) => {
+        Ok(store) => {
             tracing::info!("caching in Redis at {}", without_credentials(&redis_url));
-            Arc::new(redis)
+            redis = Some(store.clone());
+            Arc::new(store)
         }
         Err(error) => {
             let problem = match error.kind() {
@@ -139,6 +158,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = AppState {
         runs: Arc::default(),
         invalidator: cache.invalidator(),
+        cache: cache.clone(),
+        metrics,
+        redis,
     };
     let by_match = Entity::path_segment(1).prefix("m_");
 
@@ -197,6 +219,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             post(invalidate_namespace),
         )
         .route("/admin/tags/{tag}/invalidate", post(invalidate_tag))
+        .route("/metrics", get(metrics_text))
+        .route("/stats", get(stats))
         .route(
             "/health",
             get(health).route_layer(
@@ -244,7 +268,10 @@ async fn prediction(
             }
         }
     };
-    let prediction = analyze_match(&id, &config).await;
+    let mut prediction = analyze_match(&id, &config).await;
+    if let Some(bytes) = config.get("detail").and_then(Value::as_u64) {
+        prediction["timeline"] = timeline(&id, bytes.min(MAX_DETAIL));
+    }
     with_runs(
         runs,
         Json(json!({ "match_id": id, "config": config, "prediction": prediction })),
@@ -265,6 +292,37 @@ async fn analyze_match(id: &str, config: &Value) -> Value {
         "away": 100 - home - draw,
         "model": config.get("model").cloned().unwrap_or_else(|| json!("v1")),
     })
+}
+
+/// The most `"detail"` a prediction config may ask for.
+const MAX_DETAIL: u64 = 1 << 20;
+
+/// About `bytes` of a minute-by-minute win-probability timeline: JSON as a real API would
+/// send (numbers vary, names repeat), so that its size and compressibility are realistic.
+fn timeline(id: &str, bytes: u64) -> Value {
+    let mut seed = id
+        .bytes()
+        .fold(17u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let mut points = Vec::new();
+    let mut size = 0;
+    let mut minute = 0u64;
+    while size < bytes {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let home = (seed >> 33) % 1000;
+        let draw = (seed >> 13) % (1000 - home);
+        let point = json!({
+            "minute": minute,
+            "home": home as f64 / 1000.0,
+            "draw": draw as f64 / 1000.0,
+            "away": (1000 - home - draw) as f64 / 1000.0,
+        });
+        size += point.to_string().len() as u64 + 1;
+        points.push(point);
+        minute += 1;
+    }
+    Value::Array(points)
 }
 
 async fn markets(State(state): State<AppState>, Path(id): Path<String>) -> Response {
@@ -319,6 +377,129 @@ fn invalidated(result: Result<u64, StoreError>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
         }
     }
+}
+
+/// `GET /metrics`: the Prometheus text format.
+async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    let content_type = (
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; version=0.0.4; charset=utf-8",
+    );
+    ([content_type], state.metrics.render())
+}
+
+/// `GET /stats`: the cache's counters per namespace and in total, the handlers' run counts,
+/// and on Redis, figures from `INFO` and `DBSIZE`.
+async fn stats(State(state): State<AppState>) -> Response {
+    let rate = |hits: u64, misses: u64| match hits + misses {
+        0 => Value::Null,
+        looked_up => json!(hits as f64 / looked_up as f64),
+    };
+    let namespaces: serde_json::Map<String, Value> = state
+        .cache
+        .namespace_stats()
+        .into_iter()
+        .map(|(namespace, s)| {
+            let figures = json!({
+                "hits": s.hits, "misses": s.misses, "hit_rate": rate(s.hits, s.misses),
+                "stale": s.stale, "coalesced": s.coalesced, "bypasses": s.bypasses,
+                "lookup_errors": s.lookup_errors, "writes": s.writes,
+                "write_errors": s.write_errors, "writes_dropped": s.writes_dropped,
+            });
+            (namespace, figures)
+        })
+        .collect();
+    let t = state.cache.stats();
+    let runs = &state.runs;
+    let handler_runs = [
+        ("prediction", runs.prediction.load(Relaxed)),
+        ("markets", runs.markets.load(Relaxed)),
+        ("goalscorers", runs.goalscorers.load(Relaxed)),
+        ("teams", runs.teams.load(Relaxed)),
+        ("health", runs.health.load(Relaxed)),
+    ];
+    let total: u64 = handler_runs.iter().map(|(_, n)| n).sum();
+    let mut handler_runs: serde_json::Map<String, Value> = handler_runs
+        .into_iter()
+        .map(|(name, n)| (name.to_owned(), json!(n)))
+        .collect();
+    handler_runs.insert("total".to_owned(), json!(total));
+    let redis = match &state.redis {
+        Some(redis) => redis_figures(redis).await,
+        None => Value::Null,
+    };
+    Json(json!({
+        "store": if state.redis.is_some() { "redis" } else { "memory" },
+        "namespaces": namespaces,
+        "totals": {
+            "hits": t.hits, "misses": t.misses, "hit_rate": rate(t.hits, t.misses),
+            "stale": t.stale, "coalesced": t.coalesced, "bypasses": t.bypasses,
+            "lookup_errors": t.lookup_errors, "writes": t.writes, "write_errors": t.write_errors,
+            "writes_dropped": t.writes_dropped, "writes_in_flight": t.writes_in_flight,
+            "write_bytes_in_flight": t.write_bytes_in_flight,
+        },
+        "handler_runs": handler_runs,
+        "redis": redis,
+    }))
+    .into_response()
+}
+
+/// Figures from Redis `INFO` and `DBSIZE` (of the node the pool asks, on a cluster), or
+/// `{"error": …}` while Redis does not answer.
+async fn redis_figures(redis: &RedisStore) -> Value {
+    use fred::interfaces::{ClientLike, ServerInterface};
+    let pool = redis.pool();
+    let ask = async {
+        let info: String = pool.info(None).await?;
+        let keys: u64 = pool.next().dbsize().await?;
+        Ok::<_, fred::error::Error>((info, keys))
+    };
+    let (info, keys) = match tokio::time::timeout(Duration::from_secs(1), ask).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => return json!({ "error": error.to_string() }),
+        Err(_) => return json!({ "error": "Redis did not answer within 1 s" }),
+    };
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let number = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
+    json!({
+        "used_memory": number("used_memory"),
+        "used_memory_rss": number("used_memory_rss"),
+        "used_memory_dataset": number("used_memory_dataset"),
+        "maxmemory": number("maxmemory"),
+        "maxmemory_policy": field("maxmemory_policy"),
+        "mem_fragmentation_ratio": field("mem_fragmentation_ratio").and_then(|v| v.parse::<f64>().ok()),
+        "evicted_keys": number("evicted_keys"),
+        "keyspace_hits": number("keyspace_hits"),
+        "keyspace_misses": number("keyspace_misses"),
+        "keys": keys,
+    })
+}
+
+/// Installs the Prometheus recorder, with histogram buckets fit for a cache (lookups in the
+/// sub-millisecond range, entries up to megabytes), and keeps its upkeep running.
+fn prometheus() -> Result<PrometheusHandle, Box<dyn std::error::Error>> {
+    let seconds = [
+        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+    ];
+    let bytes: Vec<f64> = (6..=22).step_by(2).map(|p| f64::from(1u32 << p)).collect();
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &seconds)?
+        .set_buckets_for_metric(Matcher::Suffix("_bytes".to_owned()), &bytes)?
+        .install_recorder()?;
+    tower_redis_cache::describe_metrics();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }
 
 /// Adds `x-handler-runs` to a handler's response.

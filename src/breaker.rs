@@ -1,6 +1,7 @@
 //! A circuit breaker around store lookups: after repeated failures, skip the store for a
 //! cool-down, then let one probe through.
 
+use crate::metrics;
 use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
     time::Duration,
@@ -120,6 +121,7 @@ impl CircuitBreaker {
         {
             self.probe_started.store(0, Ordering::Release);
             if self.loud {
+                metrics::breaker_open(false);
                 tracing::info!(
                     "cache store answered again: circuit breaker closed, caching resumed"
                 );
@@ -147,6 +149,7 @@ impl CircuitBreaker {
                 .is_ok()
         {
             if self.loud {
+                metrics::breaker_open(true);
                 tracing::warn!(
                     failures,
                     cooldown_ms = millis(self.cooldown),
@@ -161,6 +164,15 @@ impl CircuitBreaker {
     fn now_ms(&self) -> u64 {
         // +1 so that "now" is never the reserved 0.
         millis(self.epoch.elapsed()) + 1
+    }
+}
+
+impl Drop for CircuitBreaker {
+    fn drop(&mut self) {
+        // A layer gone with its breaker open is no longer an open breaker.
+        if self.loud && self.is_open() {
+            metrics::breaker_open(false);
+        }
     }
 }
 

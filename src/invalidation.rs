@@ -113,6 +113,16 @@ impl Invalidation {
         }
     }
 
+    /// The scope's kind, as a metric label and span field.
+    pub(crate) fn scope_label(&self) -> &'static str {
+        match &self.scope {
+            Scope::Entity(_) => "entity",
+            Scope::EntityIn(..) => "entity-in-namespace",
+            Scope::Namespace(_) => "namespace",
+            Scope::Tag(_) => "tag",
+        }
+    }
+
     /// Whether the entry under `key` with `tags` (encoded, as
     /// [`EntryWrite::tag_names`](crate::EntryWrite::tag_names) gives them) is dropped; a key
     /// that is not this deployment's never is.

@@ -3,7 +3,9 @@
 use crate::{
     invalidation::Invalidation,
     key::KeyFactory,
+    metrics,
     store::{Store, StoreError},
+    trace,
 };
 use std::{fmt, sync::Arc};
 
@@ -65,8 +67,28 @@ impl Invalidator {
 
     /// Runs `invalidation` on the store.
     pub async fn run(&self, invalidation: Invalidation) -> Result<u64, StoreError> {
-        self.store.invalidate(&invalidation).await
+        observed(&*self.store, &invalidation).await
     }
+}
+
+/// Runs `invalidation` on `store` in a `cache.invalidate` span, and counts it.
+pub(crate) async fn observed(
+    store: &dyn Store,
+    invalidation: &Invalidation,
+) -> Result<u64, StoreError> {
+    let scope = invalidation.scope_label();
+    let span = trace::invalidate(scope);
+    let result =
+        tracing::Instrument::instrument(store.invalidate(invalidation), span.clone()).await;
+    metrics::invalidation(scope, result.as_ref().ok().copied());
+    match &result {
+        Ok(dropped) => {
+            span.record("dropped", dropped);
+            trace::outcome(&span, "ok");
+        }
+        Err(_) => trace::outcome(&span, "error"),
+    }
+    result
 }
 
 impl fmt::Debug for Invalidator {

@@ -261,6 +261,7 @@ impl CacheLayerBuilder {
             refreshes: Arc::default(),
             namespaces: Default::default(),
             coalescing_timeout: self.coalescing_timeout,
+            unsafe_invalidation_warnings: Default::default(),
         };
         Ok(CacheLayer {
             runtime: Arc::new(runtime),

@@ -84,11 +84,49 @@
 //! answered from `GET` entries and never stored. A client's `Cache-Control: no-cache` does not
 //! bypass the cache (that would let any client defeat it).
 //!
+//! # Metrics
+//!
+//! With the `metrics` feature (default), the cache reports through the
+//! [`metrics`](https://docs.rs/metrics) facade to whatever recorder the application installs
+//! (Prometheus, StatsD, …; none installed: nothing is recorded). Install it before the first
+//! request: each namespace registers its handles on its first event. [`describe_metrics`] adds
+//! descriptions and units. Labels are bounded: namespaces and fixed reasons, never keys,
+//! entities or paths.
+//!
+//! | name | kind | labels | what |
+//! |------|------|--------|------|
+//! | `tower_redis_cache_hits_total` | counter | `namespace` | answered from the store (fresh, or stale while revalidating) |
+//! | `tower_redis_cache_stale_total` | counter | `namespace`, `window` = `while-revalidate` \| `if-error` | stale entries served |
+//! | `tower_redis_cache_misses_total` | counter | `namespace`, `reason` = `absent` \| `variant` \| `expired` \| `lookup-error` \| `circuit-open` \| `bad-entry` | looked up (or skipped by the open breaker) and forwarded |
+//! | `tower_redis_cache_coalesced_total` | counter | `namespace` | misses answered with the response another request fetched (each also a miss) |
+//! | `tower_redis_cache_bypasses_total` | counter | `namespace`, `reason` = `credentials` \| `unkeyed-query` \| `unkeyed-header` \| `no-entity` \| `body-too-large` \| `body-error` \| `request-trailers` | forwarded without a lookup |
+//! | `tower_redis_cache_writes_total` | counter | `namespace`, `result` = `stored` \| `invalidated` \| `dropped` \| `failed` | write-backs: accepted, refused after an invalidation, not attempted (budget or breaker), failed or timed out |
+//! | `tower_redis_cache_lookup_duration_seconds` | histogram | `namespace` | lookup start to the store's answer or the timeout |
+//! | `tower_redis_cache_write_duration_seconds` | histogram | `namespace` | time a write-back waited for the store |
+//! | `tower_redis_cache_entry_bytes` | histogram | `namespace` | size of each encoded entry written |
+//! | `tower_redis_cache_invalidations_total` | counter | `scope` = `entity` \| `entity-in-namespace` \| `namespace` \| `tag`, `result` = `ok` \| `error` | invalidations run ([`Invalidator`] and unsafe requests) |
+//! | `tower_redis_cache_invalidated_entries_total` | counter | `scope` | entries they dropped |
+//! | `tower_redis_cache_breakers_open` | gauge | | layers whose circuit breaker is open |
+//! | `tower_redis_cache_writes_in_flight` | gauge | | write-backs in flight |
+//! | `tower_redis_cache_write_bytes_in_flight` | gauge | | bytes those write-backs hold |
+//!
+//! [`CacheLayer::stats`] and [`CacheLayer::namespace_stats`] give the same counts without a
+//! recorder.
+//!
+//! # Tracing
+//!
+//! Spans at debug level: `cache.lookup` (`namespace`, `key_hash`, `outcome`), `cache.store`
+//! (`namespace`, `key_hash`, `bytes`, `outcome`) and `cache.invalidate` (`scope`, `dropped`,
+//! `outcome`). `key_hash` is 16 hex digits of the key's xxh3 hash: keys (which hold entity ids),
+//! bodies and credentials are never logged. The breaker logs its opening once (warn) and its
+//! closing once (info); failures while it is open are not logged.
+//!
 //! # Feature flags
 //!
 //! - `tls` (default): `rediss://` URLs, through rustls.
 //! - `axum` (default): reads axum's `OriginalUri`, so routes inside `Router::nest` are keyed and
 //!   checked by their full path.
+//! - `metrics` (default): reports through the `metrics` facade (above).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -107,6 +145,7 @@ mod invalidator;
 mod key;
 mod keying;
 mod layer;
+mod metrics;
 mod miss_lease;
 mod policy;
 mod request_body;
@@ -118,9 +157,12 @@ mod stats;
 mod status;
 mod store;
 mod tags;
+mod trace;
 mod write_back;
 mod write_budget;
 
+#[cfg(feature = "metrics")]
+pub use crate::metrics::describe_metrics;
 pub use body::ResponseBody;
 pub use entry::{Entry, EntryError};
 pub use future::ResponseFuture;

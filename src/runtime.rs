@@ -3,9 +3,16 @@
 //! memo of request-body digests.
 //! Built once by [`CacheLayerBuilder::build`](crate::CacheLayerBuilder::build).
 
+use crate::trace::RateLimited;
 use crate::{
-    body_memo::BodyMemo, breaker::CircuitBreaker, coalesce::Flights, deadline::Deadlines,
-    key::KeyFactory, stats::Counters, store::Store, write_budget::WriteBudget,
+    body_memo::BodyMemo,
+    breaker::CircuitBreaker,
+    coalesce::Flights,
+    deadline::Deadlines,
+    key::KeyFactory,
+    stats::{Counters, Event, Miss},
+    store::Store,
+    write_budget::WriteBudget,
 };
 use crate::{
     policy::Policy,
@@ -37,6 +44,8 @@ pub(crate) struct Runtime {
     pub(crate) namespaces: std::sync::Mutex<std::collections::BTreeMap<String, Arc<Counters>>>,
     /// The longest a coalesced miss waits for its leader.
     pub(crate) coalescing_timeout: std::time::Duration,
+    /// Failed invalidations after unsafe requests, logged at most once per period.
+    pub(crate) unsafe_invalidation_warnings: RateLimited,
 }
 
 impl fmt::Debug for Runtime {
@@ -59,21 +68,24 @@ impl Runtime {
             .namespaces
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        namespaces.entry(namespace.to_owned()).or_default().clone()
+        namespaces
+            .entry(namespace.to_owned())
+            .or_insert_with(|| Arc::new(Counters::for_namespace(namespace)))
+            .clone()
     }
 
     /// Counts a request on a cached route forwarded without a lookup for `reason`, and gives
     /// its `Cache-Status`.
     pub(crate) fn bypass(&self, policy: &Policy, reason: Bypass) -> CacheStatus {
-        self.counters.count(&policy.stats, |c| &c.bypasses);
+        self.counters.count(&policy.stats, Event::Bypass(reason));
         CacheStatus::forward(Fwd::Bypass).with_detail(reason.detail())
     }
 
     /// Counts a request that skipped the store because the circuit breaker is open (a miss),
     /// and gives its `Cache-Status`.
     pub(crate) fn circuit_open(&self, policy: &Policy) -> CacheStatus {
-        self.counters.count(&policy.stats, |c| &c.misses);
-        self.counters.count(&policy.stats, |c| &c.circuit_open);
+        self.counters
+            .count(&policy.stats, Event::Miss(Miss::CircuitOpen));
         CacheStatus::forward(Fwd::Miss).with_detail("circuit-open")
     }
 }

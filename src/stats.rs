@@ -1,6 +1,10 @@
 //! Counters of what the cache did, shared by every route of one [`CacheLayer`](crate::CacheLayer).
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use crate::{metrics::NamespaceMetrics, rules::request::Bypass};
+use std::sync::{
+    atomic::{AtomicU64, Ordering::Relaxed},
+    Arc,
+};
 
 /// A snapshot of the cache's counters since the layer was built.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +43,92 @@ pub struct CacheStats {
     pub write_bytes_in_flight: u64,
 }
 
+/// One thing the cache did for a request or a write-back, counted by [`Counters::count`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A fresh entry served.
+    Hit,
+    /// A stale entry served while it is refreshed in the background (a hit too).
+    StaleHit,
+    /// A stale entry served instead of the inner service's failure (the request was a miss).
+    StaleIfError,
+    /// Looked up and forwarded (or coalesced), for this reason.
+    Miss(Miss),
+    /// A miss answered with the response another request for its key fetched.
+    Coalesced,
+    /// Forwarded without a lookup, for this reason.
+    Bypass(Bypass),
+    /// A write-back the store accepted.
+    Stored,
+    /// A write-back the store refused: an invalidation covering it ran since its request began.
+    WriteInvalidated,
+    /// A write-back that failed or timed out.
+    WriteFailed,
+    /// A storable response not written: no room in the write budget, or the breaker open.
+    WriteDropped,
+}
+
+/// Why a looked-up request was forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// No entry for the key.
+    Absent,
+    /// An entry for other request inputs (another variant, or a hash collision).
+    Variant,
+    /// An entry past its TTL and its stale-while-revalidate window.
+    Expired,
+    /// The lookup failed or timed out.
+    LookupError,
+    /// The circuit breaker was open: no lookup was made.
+    CircuitOpen,
+    /// The entry was unreadable.
+    BadEntry,
+}
+
+impl Miss {
+    /// Every reason, in the order of their discriminants.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ALL: [Miss; 6] = [
+        Miss::Absent,
+        Miss::Variant,
+        Miss::Expired,
+        Miss::LookupError,
+        Miss::CircuitOpen,
+        Miss::BadEntry,
+    ];
+
+    /// The reason as a metric label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Miss::Absent => "absent",
+            Miss::Variant => "variant",
+            Miss::Expired => "expired",
+            Miss::LookupError => "lookup-error",
+            Miss::CircuitOpen => "circuit-open",
+            Miss::BadEntry => "bad-entry",
+        }
+    }
+}
+
+impl Event {
+    /// The event as a span's `outcome` field.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Event::Hit => "hit",
+            Event::StaleHit => "stale-hit",
+            Event::StaleIfError => "stale-if-error",
+            Event::Miss(miss) => miss.label(),
+            Event::Coalesced => "coalesced",
+            Event::Bypass(bypass) => bypass.detail(),
+            Event::Stored => "stored",
+            Event::WriteInvalidated => "invalidated",
+            Event::WriteFailed => "failed",
+            Event::WriteDropped => "dropped",
+        }
+    }
+}
+
+/// The counters of a layer (its totals) or of one namespace, with the namespace's metrics.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) hits: AtomicU64,
@@ -53,17 +143,58 @@ pub(crate) struct Counters {
     pub(crate) write_errors: AtomicU64,
     pub(crate) writes_invalidated: AtomicU64,
     pub(crate) writes_dropped: AtomicU64,
+    /// The namespace counted (empty for a layer's totals).
+    pub(crate) namespace: Arc<str>,
+    /// What is reported through the `metrics` facade (a namespace's; nothing for totals).
+    pub(crate) metrics: NamespaceMetrics,
 }
 
 impl Counters {
-    pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    /// The counters of `namespace`, reported under its name.
+    pub(crate) fn for_namespace(namespace: &str) -> Self {
+        let namespace = Arc::<str>::from(namespace);
+        Self {
+            metrics: NamespaceMetrics::new(&namespace),
+            namespace,
+            ..Self::default()
+        }
     }
 
-    /// Counts one event in the layer's counters (`self`) and in its route's namespace's.
-    pub(crate) fn count(&self, namespace: &Counters, counter: fn(&Counters) -> &AtomicU64) {
-        Self::bump(counter(self));
-        Self::bump(counter(namespace));
+    /// Counts `event` in the layer's counters (`self`) and in its route's namespace's, and
+    /// reports it through the namespace's metrics.
+    pub(crate) fn count(&self, namespace: &Counters, event: Event) {
+        self.bump(event);
+        namespace.bump(event);
+        namespace.metrics.record(event);
+    }
+
+    fn bump(&self, event: Event) {
+        let add = |counter: &AtomicU64| {
+            counter.fetch_add(1, Relaxed);
+        };
+        match event {
+            Event::Hit => add(&self.hits),
+            Event::StaleHit => {
+                add(&self.hits);
+                add(&self.stale);
+            }
+            Event::StaleIfError => add(&self.stale),
+            Event::Miss(miss) => {
+                add(&self.misses);
+                match miss {
+                    Miss::LookupError => add(&self.lookup_errors),
+                    Miss::CircuitOpen => add(&self.circuit_open),
+                    Miss::BadEntry => add(&self.bad_entries),
+                    Miss::Absent | Miss::Variant | Miss::Expired => {}
+                }
+            }
+            Event::Coalesced => add(&self.coalesced),
+            Event::Bypass(_) => add(&self.bypasses),
+            Event::Stored => add(&self.writes),
+            Event::WriteInvalidated => add(&self.writes_invalidated),
+            Event::WriteFailed => add(&self.write_errors),
+            Event::WriteDropped => add(&self.writes_dropped),
+        }
     }
 
     /// The counters, with the write budget's current use.

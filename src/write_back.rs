@@ -11,8 +11,9 @@ use crate::{
     policy::{Freshness, Policy},
     rules::response::{connection_tokens, content_length, header_is_stored},
     runtime::Runtime,
-    stats::Counters,
+    stats::{Counters, Event},
     store::{EntryWrite, StoreError, StoreErrorKind},
+    trace,
     write_budget::Reservation,
 };
 use bytes::{Bytes, BytesMut};
@@ -124,7 +125,7 @@ impl WritePlan {
         let Some(reservation) = reservation else {
             self.runtime
                 .counters
-                .count(&self.stats, |c| &c.writes_dropped);
+                .count(&self.stats, Event::WriteDropped);
             return None;
         };
         Some(WriteBack {
@@ -166,7 +167,7 @@ impl WriteBack {
         let plan = &self.plan;
         plan.runtime
             .counters
-            .count(&plan.stats, |c| &c.writes_dropped);
+            .count(&plan.stats, Event::WriteDropped);
         false
     }
 
@@ -225,10 +226,12 @@ impl WriteBack {
         let shared = plan.flight.as_ref().map(|_| encoded.clone());
         // Only the encoded entry is held from here on.
         reservation.shrink(reservation.bytes().saturating_sub(encoded.len()));
-        runtime.spawn(async move {
+        let span = trace::store(&plan.stats.namespace, plan.key.as_str(), encoded.len());
+        let task = async move {
             let runtime = plan.runtime;
             let stats = plan.stats;
-            let key = plan.key.clone();
+            let bytes = encoded.len();
+            let storing = Instant::now();
             let write = EntryWrite::new(plan.key, encoded, plan.freshness.retention())
                 .started_at(plan.started)
                 .encoded_tags(plan.tags);
@@ -265,15 +268,19 @@ impl WriteBack {
                     flight.publish(Outcome::Entry(Arc::new(entry)));
                 }
             }
-            match result {
-                Ok(true) => runtime.counters.count(&stats, |c| &c.writes),
-                Ok(false) => runtime.counters.count(&stats, |c| &c.writes_invalidated),
+            stats.metrics.write_took(storing.elapsed(), bytes);
+            let event = match result {
+                Ok(true) => Event::Stored,
+                Ok(false) => Event::WriteInvalidated,
                 Err(error) => {
-                    runtime.counters.count(&stats, |c| &c.write_errors);
-                    tracing::debug!(%key, %error, "cache write-back failed");
+                    tracing::debug!(%error, "cache write-back failed");
+                    Event::WriteFailed
                 }
-            }
-        });
+            };
+            runtime.counters.count(&stats, event);
+            trace::outcome(&tracing::Span::current(), event.label());
+        };
+        runtime.spawn(tracing::Instrument::instrument(task, span));
     }
 }
 

@@ -1,5 +1,6 @@
 //! The bound on write-backs in flight: a count and a byte budget shared by every route.
 
+use crate::metrics::WriteGauges;
 use std::sync::{
     atomic::{AtomicUsize, Ordering},
     Arc,
@@ -14,6 +15,8 @@ pub(crate) struct WriteBudget {
     max_bytes: usize,
     writes: AtomicUsize,
     bytes: AtomicUsize,
+    /// The in-flight figures as `metrics` gauges.
+    gauges: WriteGauges,
 }
 
 /// One write-back's share of the budget: a slot and the bytes it holds, returned on drop.
@@ -30,6 +33,7 @@ impl WriteBudget {
             max_bytes,
             writes: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            gauges: WriteGauges::default(),
         }
     }
 
@@ -40,6 +44,7 @@ impl WriteBudget {
             self.writes.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        self.gauges.add(1, signed(bytes));
         Some(Reservation {
             budget: self.clone(),
             bytes,
@@ -66,6 +71,7 @@ impl Reservation {
         let ok = take(&self.budget.bytes, more, self.budget.max_bytes).is_some();
         if ok {
             self.bytes += more;
+            self.budget.gauges.add(0, signed(more));
         }
         ok
     }
@@ -75,6 +81,7 @@ impl Reservation {
         let less = less.min(self.bytes);
         self.budget.bytes.fetch_sub(less, Ordering::AcqRel);
         self.bytes -= less;
+        self.budget.gauges.add(0, -signed(less));
     }
 }
 
@@ -82,7 +89,12 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         self.budget.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
         self.budget.writes.fetch_sub(1, Ordering::AcqRel);
+        self.budget.gauges.add(-1, -signed(self.bytes));
     }
+}
+
+fn signed(bytes: usize) -> isize {
+    isize::try_from(bytes).unwrap_or(isize::MAX)
 }
 
 /// Adds `n` to `counter` unless that would pass `max`.

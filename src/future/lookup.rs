@@ -8,15 +8,16 @@ use crate::{
     key::CacheKey,
     keying::Identity,
     runtime::Runtime,
-    stats::Counters,
+    stats::{Counters, Event, Miss},
     status::{CacheStatus, Fwd},
     store::{StoreError, StoreErrorKind, StoreFuture},
+    trace,
 };
 use bytes::Bytes;
 use std::{
     sync::Arc,
     task::{Context, Poll},
-    time::SystemTime,
+    time::{Instant, SystemTime},
 };
 
 /// One store lookup, failed as a timeout at its deadline. The deadline is started only if the
@@ -24,14 +25,30 @@ use std::{
 pub(crate) struct Lookup {
     found: StoreFuture<Option<Bytes>>,
     expiry: Option<Arc<Expiry>>,
+    started: Instant,
+    /// `cache.lookup`, entered while the store is polled.
+    span: tracing::Span,
 }
 
 impl Lookup {
-    pub(crate) fn start(runtime: &Runtime, key: &CacheKey) -> Self {
+    /// Starts looking `key` up, on a route of `namespace`.
+    pub(crate) fn start(runtime: &Runtime, namespace: &str, key: &CacheKey) -> Self {
+        let span = trace::lookup(namespace, key.as_str());
+        let found = span.in_scope(|| runtime.store.lookup(key.as_str()));
         Self {
-            found: runtime.store.lookup(key.as_str()),
+            found,
             expiry: None,
+            started: Instant::now(),
+            span,
         }
+    }
+
+    /// Counts what the lookup came to (`event`) in `runtime`'s and `namespace`'s counters,
+    /// with the time it took.
+    pub(crate) fn report(&self, runtime: &Runtime, namespace: &Counters, event: Event) {
+        runtime.counters.count(namespace, event);
+        namespace.metrics.lookup_took(self.started.elapsed());
+        trace::outcome(&self.span, event.label());
     }
 
     /// Polls the store, then the deadline (from `runtime`).
@@ -40,7 +57,8 @@ impl Lookup {
         cx: &mut Context<'_>,
         runtime: &Runtime,
     ) -> Poll<Result<Option<Bytes>, StoreError>> {
-        if let Poll::Ready(found) = self.found.as_mut().poll(cx) {
+        let polled = self.span.in_scope(|| self.found.as_mut().poll(cx));
+        if let Poll::Ready(found) = polled {
             return Poll::Ready(found);
         }
         let expiry = self.expiry.get_or_insert_with(|| runtime.deadlines.start());
@@ -74,18 +92,15 @@ pub(crate) enum Resolution {
     Miss(CacheStatus, Option<Entry>),
 }
 
-/// Reports the lookup's outcome to the breaker and the counters, and decides whether `found`
-/// answers the request with `identity` at `now`.
+/// Reports the lookup's outcome to the breaker, and decides whether `found` answers the
+/// request with `identity` at `now`; the event is for [`Lookup::report`].
 pub(crate) fn resolve(
     found: Result<Option<Bytes>, StoreError>,
     now: SystemTime,
     runtime: &Runtime,
-    namespace: &Counters,
     admission: Admission,
-    key: &CacheKey,
     identity: &Identity,
-) -> Resolution {
-    let counters = &runtime.counters;
+) -> (Resolution, Event) {
     match &found {
         // One cluster node down: the others answer, the store as a whole is up; that node's
         // own breaker (in the store) skips it.
@@ -95,43 +110,38 @@ pub(crate) fn resolve(
         // value that the write-back will overwrite): it is up.
         _ => runtime.breaker.on_success(),
     }
-    let miss = |status: CacheStatus| {
-        counters.count(namespace, |c| &c.misses);
-        Resolution::Miss(status, None)
-    };
+    let miss =
+        |status: CacheStatus, reason: Miss| (Resolution::Miss(status, None), Event::Miss(reason));
     let bytes = match found {
         Ok(Some(bytes)) => bytes,
-        Ok(None) => return miss(CacheStatus::forward(Fwd::UriMiss)),
+        Ok(None) => return miss(CacheStatus::forward(Fwd::UriMiss), Miss::Absent),
         Err(error) => {
-            counters.count(namespace, |c| &c.lookup_errors);
-            tracing::debug!(%key, %error, "cache lookup failed; treated as a miss");
-            return miss(CacheStatus::forward(Fwd::Miss).with_detail(error.detail()));
+            tracing::debug!(%error, "cache lookup failed; treated as a miss");
+            let status = CacheStatus::forward(Fwd::Miss).with_detail(error.detail());
+            return miss(status, Miss::LookupError);
         }
     };
     let entry = match Entry::decode(bytes) {
         Ok(entry) => entry,
         Err(error) => {
-            counters.count(namespace, |c| &c.bad_entries);
-            tracing::debug!(%key, %error, "unreadable cache entry; overwriting");
-            return miss(CacheStatus::forward(Fwd::Miss).with_detail("bad-entry"));
+            tracing::debug!(%error, "unreadable cache entry; overwriting");
+            let status = CacheStatus::forward(Fwd::Miss).with_detail("bad-entry");
+            return miss(status, Miss::BadEntry);
         }
     };
     if entry.identity[..] != identity[..] {
-        return miss(CacheStatus::forward(Fwd::VaryMiss));
+        return miss(CacheStatus::forward(Fwd::VaryMiss), Miss::Variant);
     }
     let age = entry.age(now);
     if age < entry.ttl {
-        counters.count(namespace, |c| &c.hits);
-        return Resolution::Fresh(entry);
+        return (Resolution::Fresh(entry), Event::Hit);
     }
     // Past its TTL: Redis keeps it only for its stale windows.
     let stale_for = age - entry.ttl;
     if stale_for < entry.stale_while_revalidate {
-        counters.count(namespace, |c| &c.hits);
-        counters.count(namespace, |c| &c.stale);
-        return Resolution::Stale(entry);
+        return (Resolution::Stale(entry), Event::StaleHit);
     }
-    counters.count(namespace, |c| &c.misses);
     let keep = stale_for < entry.stale_if_error;
-    Resolution::Miss(CacheStatus::forward(Fwd::Stale), keep.then_some(entry))
+    let resolution = Resolution::Miss(CacheStatus::forward(Fwd::Stale), keep.then_some(entry));
+    (resolution, Event::Miss(Miss::Expired))
 }

@@ -16,6 +16,7 @@ use crate::{
     conditional,
     entry::Entry,
     invalidation::Invalidation,
+    invalidator,
     key::CacheKey,
     keying::{request_key, Identity},
     miss_lease::{self, Leased, MissLease},
@@ -24,7 +25,7 @@ use crate::{
     respond,
     rules::request::Bypass,
     runtime::Runtime,
-    stats::Counters,
+    stats::{Counters, Event},
     status::CacheStatus,
     write_back::WritePlan,
 };
@@ -232,7 +233,7 @@ where
             &runtime.bodies,
         );
         State::Lookup {
-            lookup: Lookup::start(&runtime, &key),
+            lookup: Lookup::start(&runtime, &policy.namespace, &key),
             pending: Some(Pending {
                 service,
                 runtime,
@@ -352,15 +353,10 @@ where
                     let pending = pending.take().expect("polled after completion");
                     let runtime = &pending.runtime;
                     let now = SystemTime::now();
-                    match resolve(
-                        found,
-                        now,
-                        runtime,
-                        &pending.policy.stats,
-                        pending.admission,
-                        &pending.key,
-                        &pending.identity,
-                    ) {
+                    let (resolution, event) =
+                        resolve(found, now, runtime, pending.admission, &pending.identity);
+                    lookup.report(runtime, &pending.policy.stats, event);
+                    match resolution {
                         Resolution::Fresh(entry) => {
                             let request = &pending.request;
                             let head = request.method() == Method::HEAD;
@@ -444,7 +440,9 @@ where
                     {
                         // stale-if-error: the stale entry instead of the failure.
                         let runtime = &finish.runtime;
-                        runtime.counters.count(&stale.namespace, |c| &c.stale);
+                        runtime
+                            .counters
+                            .count(&stale.namespace, Event::StaleIfError);
                         let now = SystemTime::now();
                         let status = CacheStatus::Hit {
                             ttl: stale.entry.freshness(now),
@@ -502,7 +500,7 @@ where
     let runtime = &pending.runtime;
     runtime
         .counters
-        .count(&pending.policy.stats, |c| &c.coalesced);
+        .count(&pending.policy.stats, Event::Coalesced);
     let request = &pending.request;
     let not_modified =
         conditional::not_modified(request.method(), request.headers(), entry.headers());
@@ -524,13 +522,14 @@ const UNSAFE_INVALIDATION_TIMEOUT: std::time::Duration = std::time::Duration::fr
 /// Runs the invalidation of a successful unsafe request; a failure is logged, not returned:
 /// the request itself succeeded.
 async fn invalidate(runtime: Arc<Runtime>, invalidation: Invalidation) {
-    let running = runtime.store.invalidate(&invalidation);
-    match tokio::time::timeout(UNSAFE_INVALIDATION_TIMEOUT, running).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "invalidation after an unsafe request failed")
-        }
-        Err(_) => tracing::warn!("invalidation after an unsafe request timed out"),
+    let running = invalidator::observed(&*runtime.store, &invalidation);
+    let error = match tokio::time::timeout(UNSAFE_INVALIDATION_TIMEOUT, running).await {
+        Ok(Ok(_)) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    if let Some(suppressed) = runtime.unsafe_invalidation_warnings.admit() {
+        tracing::warn!(%error, suppressed, "invalidation after an unsafe request failed");
     }
 }
 

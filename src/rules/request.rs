@@ -26,6 +26,18 @@ pub(crate) enum Bypass {
 }
 
 impl Bypass {
+    /// Every reason, in the order of their discriminants.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ALL: [Bypass; 7] = [
+        Bypass::Credentials,
+        Bypass::UnkeyedQuery,
+        Bypass::UnkeyedHeader,
+        Bypass::NoEntity,
+        Bypass::BodyTooLarge,
+        Bypass::BodyError,
+        Bypass::RequestTrailers,
+    ];
+
     /// The RFC 9211 `detail` parameter naming the reason.
     pub(crate) fn detail(self) -> &'static str {
         match self {

@@ -17,9 +17,11 @@
 //! - [`invalidation`]: invalidation by entity, namespace and tag; races, bounds, spellings.
 //! - [`hostile`]: hostile input. [`security`]: TLS, credentials, logs.
 //! - [`keys`]: canonical keys against the reference canonicaliser.
+//! - [`metrics`]: what the `metrics` facade reports, through a debugging recorder.
 //! - [`request_path`]: any request body, hyper and tower-http interop, the builder, the breaker
 //!   before body work, write-backs bounded by bytes.
 //! - [`compose`]: `compose.yaml`'s settings on a live server.
+//! - [`example_app`]: the predictions example's `/stats` and `/metrics`, and the load generator.
 //! - [`support_selftest`]: the harness itself.
 
 mod support;
@@ -31,10 +33,12 @@ mod cluster_nodes;
 mod coalescing;
 mod compose;
 mod conditional;
+mod example_app;
 mod faults;
 mod hostile;
 mod invalidation;
 mod keys;
+mod metrics;
 mod request_path;
 mod security;
 mod stale;

@@ -1,0 +1,271 @@
+//! The predictions example as a process, on its own `redis-server`: `/stats` and `/metrics`
+//! against real Redis, and the load generator's report parsed after a short run.
+//!
+//! The binaries are the ones `cargo test` builds (`target/<profile>/examples/`); a run that
+//! builds only this test binary (`cargo test --test it`) must build them first with
+//! `cargo build --examples`.
+
+use crate::support::{server::ephemeral_port, RedisServer};
+use serde_json::Value;
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// The most a child process may take to start answering, or to finish.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The path of example `name`, built by `cargo test`.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/");
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: `cargo test` builds the examples; after `cargo test --test it`, \
+         run `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// The predictions example serving on a free loopback port; killed on drop.
+struct App {
+    child: Child,
+    port: u16,
+}
+
+impl App {
+    fn start(redis: &RedisServer) -> Self {
+        let port = ephemeral_port();
+        let child = Command::new(example("predictions"))
+            .env("BIND", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", redis.url())
+            .env("APP_ENV", "example-test")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the predictions example");
+        let mut app = Self { child, port };
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        // Answering /health is the event that says it is up.
+        while app.try_request("GET", "/health", "").is_err() {
+            assert!(
+                app.child.try_wait().expect("child status").is_none(),
+                "the example exited"
+            );
+            assert!(Instant::now() < deadline, "the example never answered");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        app
+    }
+
+    fn target(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// One HTTP/1.1 request; the response head (lower-cased names) and body.
+    fn try_request(&self, method: &str, path: &str, body: &str) -> std::io::Result<Response> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        Ok(Response {
+            head: head.to_ascii_lowercase(),
+            body: body.to_owned(),
+        })
+    }
+
+    fn request(&self, method: &str, path: &str, body: &str) -> Response {
+        self.try_request(method, path, body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    fn stats(&self) -> Value {
+        let response = self.request("GET", "/stats", "");
+        assert!(
+            response.head.starts_with("http/1.1 200"),
+            "{}",
+            response.head
+        );
+        serde_json::from_str(&response.body).expect("/stats is JSON")
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Response {
+    head: String,
+    body: String,
+}
+
+/// Runs `command` to its end, failing the test past [`PROCESS_TIMEOUT`].
+fn run_bounded(mut command: Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    finished
+        .recv_timeout(PROCESS_TIMEOUT)
+        .expect("the process did not stop by itself")
+        .expect("process output")
+}
+
+#[test]
+fn stats_and_metrics_report_the_cache_and_redis() {
+    let redis = RedisServer::start();
+    let app = App::start(&redis);
+    let config = r#"{"risk":"high","model":"v2"}"#;
+    let miss = app.request("POST", "/matches/7/prediction", config);
+    assert!(miss.head.contains("fwd=uri-miss; stored"), "{}", miss.head);
+    // The hit needs the entry in Redis: /stats says when the write-back has landed.
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    while app.stats()["totals"]["writes"] != 1 {
+        assert!(Instant::now() < deadline, "the write-back never landed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let hit = app.request("POST", "/matches/7/prediction", config);
+    assert!(hit.head.contains("; hit"), "{}", hit.head);
+
+    let stats = app.stats();
+    assert_eq!(stats["store"], "redis");
+    let pred = &stats["namespaces"]["pred"];
+    assert_eq!(
+        (pred["hits"].as_u64(), pred["misses"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(pred["hit_rate"].as_f64(), Some(0.5));
+    assert_eq!(stats["handler_runs"]["prediction"], 1);
+    let runs = stats["handler_runs"].as_object().unwrap();
+    let each: u64 = runs
+        .iter()
+        .filter(|(name, _)| *name != "total")
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(runs["total"].as_u64(), Some(each), "{runs:?}");
+    let info = &stats["redis"];
+    assert!(info["used_memory"].as_u64().unwrap() > 0, "{info}");
+    assert!(info["keys"].as_u64().unwrap() >= 1, "{info}");
+    assert_eq!(info["evicted_keys"], 0);
+    assert!(info["keyspace_hits"].as_u64().unwrap() >= 1, "{info}");
+    assert!(info.get("maxmemory").is_some_and(Value::is_u64), "{info}");
+
+    let metrics = app.request("GET", "/metrics", "");
+    assert!(metrics.head.starts_with("http/1.1 200"), "{}", metrics.head);
+    for line in [
+        r#"tower_redis_cache_hits_total{namespace="pred"} 1"#,
+        r#"tower_redis_cache_misses_total{namespace="pred",reason="absent"} 1"#,
+        r#"tower_redis_cache_writes_total{namespace="pred",result="stored"} 1"#,
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "/metrics lacks {line}:\n{}",
+            metrics.body
+        );
+    }
+    assert!(metrics.body.contains("# HELP tower_redis_cache_hits_total"));
+    // Neither route is cached.
+    for route in ["/metrics", "/stats"] {
+        let again = app.request("GET", route, "");
+        assert!(
+            !again.head.contains("cache-status"),
+            "{route}: {}",
+            again.head
+        );
+    }
+}
+
+#[test]
+fn the_load_generator_reports_the_step_six_figures() {
+    let redis = RedisServer::start();
+    let app = App::start(&redis);
+    let before = app.stats();
+    let mut loadgen = Command::new(example("loadgen"));
+    loadgen.args([
+        "--target",
+        &app.target(),
+        "--duration",
+        "3s",
+        "--warmup",
+        "1s",
+        "--concurrency",
+        "4",
+        "--keys",
+        "40",
+        "--json",
+    ]);
+    let output = run_bounded(loadgen);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "loadgen failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().expect("a report");
+    let report: Value = serde_json::from_str(last).expect("the last line is one JSON object");
+    let number = |field: &str| {
+        report[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} in {report}"))
+    };
+    assert!(number("requests") > 0.0, "{report}");
+    assert_eq!(number("errors"), 0.0, "{report}");
+    assert!(number("rps") > 0.0, "{report}");
+    let hit_rate = number("hit_rate");
+    assert!(
+        hit_rate > 0.5 && hit_rate <= 1.0,
+        "40 keys are mostly hits: {report}"
+    );
+    assert!(number("hit_p50_ms") <= number("hit_p99_ms"), "{report}");
+    assert!(number("redis_used_memory") > 0.0, "{report}");
+    assert_eq!(number("redis_evicted_keys"), 0.0, "{report}");
+    assert!(number("miss_p50_ms") >= 0.0, "{report}");
+    // Its handler runs are what the app counted over the run.
+    let after = app.stats();
+    let runs = |stats: &Value| stats["handler_runs"]["total"].as_f64().unwrap();
+    assert_eq!(
+        number("handler_runs"),
+        runs(&after) - runs(&before),
+        "{report}"
+    );
+    assert!(
+        number("handler_runs") <= 40.0,
+        "at most one run per key: {report}"
+    );
+}
+
+#[test]
+fn the_load_generator_refuses_a_remote_target() {
+    let mut loadgen = Command::new(example("loadgen"));
+    loadgen.args(["--target", "http://192.0.2.1:3000", "--duration", "1s"]);
+    let output = run_bounded(loadgen);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--allow-remote"), "{stderr}");
+}
