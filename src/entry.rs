@@ -14,11 +14,17 @@
 //! u32 len, bytes                body
 //! ```
 //!
+//! Version 3 is version 2 with a compressed body: a `u8` body encoding (1: LZ4 block, its
+//! uncompressed length prepended) before the body field. It is written only for a compressed
+//! body, so entries of uncompressed bodies stay readable by version-2 readers.
+//!
 //! Decoding checks every length against the bytes present and every header against `http`'s
-//! rules; anything else (another version, foreign or truncated bytes, trailing bytes) is an
-//! [`EntryError`], which the cache treats as a miss and overwrites. Version 1 (the same
-//! without the two stale windows) is still read, with no stale windows.
+//! rules; anything else (another version, foreign or truncated bytes, trailing bytes, a body
+//! that does not decompress) is an [`EntryError`], which the cache treats as a miss and
+//! overwrites. Version 1 (version 2 without the two stale windows) is still read, with no stale
+//! windows.
 
+use crate::compression::{decompress, Compression};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use std::{
@@ -30,6 +36,10 @@ const MAGIC: &[u8; 3] = b"TRC";
 /// How many headers a hit adds to the stored ones.
 const HIT_HEADERS: usize = 3;
 const VERSION: u8 = 2;
+/// The version of entries whose body is compressed.
+const COMPRESSED_VERSION: u8 = 3;
+/// The body encoding of version 3: LZ4, the uncompressed length prepended.
+const LZ4: u8 = 1;
 
 /// One stored response: status, headers, body, when it was stored and for how long, and the
 /// identity of the request it answers.
@@ -173,16 +183,29 @@ impl Entry {
 
     /// Encodes the entry; the body and identity are copied once into the result.
     pub fn encode(&self) -> Bytes {
+        self.encode_body(None)
+    }
+
+    /// Encodes the entry with its body compressed as `compression` says.
+    pub(crate) fn encode_with(&self, compression: Compression) -> Bytes {
+        self.encode_body(compression.compress(&self.body))
+    }
+
+    fn encode_body(&self, compressed: Option<Vec<u8>>) -> Bytes {
+        let body: &[u8] = compressed.as_deref().unwrap_or(&self.body);
         let headers_len: usize = self
             .headers
             .iter()
             .map(|(n, v)| 6 + n.as_str().len() + v.len())
             .sum();
         let mut out = BytesMut::with_capacity(
-            4 + 8 + 8 + 8 + 2 + 4 + self.identity.len() + 2 + headers_len + 4 + self.body.len(),
+            4 + 8 + 8 + 8 + 2 + 4 + self.identity.len() + 2 + headers_len + 5 + body.len(),
         );
         out.put_slice(MAGIC);
-        out.put_u8(VERSION);
+        out.put_u8(match compressed {
+            Some(_) => COMPRESSED_VERSION,
+            None => VERSION,
+        });
         out.put_u64(millis_since_epoch(self.stored_at));
         out.put_u64(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
         out.put_u32(u32::try_from(self.stale_while_revalidate.as_millis()).unwrap_or(u32::MAX));
@@ -197,7 +220,10 @@ impl Entry {
             out.put_slice(name.as_str().as_bytes());
             put_u32_prefixed(&mut out, value.as_bytes());
         }
-        put_u32_prefixed(&mut out, &self.body);
+        if compressed.is_some() {
+            out.put_u8(LZ4);
+        }
+        put_u32_prefixed(&mut out, body);
         out.freeze()
     }
 
@@ -208,7 +234,7 @@ impl Entry {
             return Err(EntryError::Foreign);
         }
         let version = r.0[3];
-        if version != VERSION && version != 1 {
+        if !(1..=COMPRESSED_VERSION).contains(&version) {
             return Err(EntryError::UnknownVersion(version));
         }
         r.0.advance(4);
@@ -241,7 +267,18 @@ impl Entry {
                 .try_append(name, value)
                 .map_err(|_| EntryError::Corrupt("too many headers"))?;
         }
-        let body = r.u32_prefixed()?;
+        let body = match version {
+            COMPRESSED_VERSION => {
+                let encoding = r.take(1)?;
+                if encoding[..] != [LZ4] {
+                    return Err(EntryError::Corrupt("body encoding"));
+                }
+                let compressed = r.u32_prefixed()?;
+                let body = decompress(&compressed).ok_or(EntryError::Corrupt("compressed body"))?;
+                Bytes::from(body)
+            }
+            _ => r.u32_prefixed()?,
+        };
         if !r.0.is_empty() {
             return Err(EntryError::Corrupt("trailing bytes"));
         }
@@ -370,6 +407,53 @@ mod tests {
     }
 
     #[test]
+    fn compressed_bodies_round_trip_and_only_they_use_version_3() {
+        let mut entry = sample();
+        assert_eq!(
+            entry.encode_with(Compression::default())[3],
+            VERSION,
+            "too small"
+        );
+        entry.body = Bytes::from(br#"{"minute":1,"home":0.5,"away":0.5}"#.repeat(64));
+        let compressed = entry.encode_with(Compression::default());
+        assert_eq!(compressed[3], COMPRESSED_VERSION);
+        assert!(compressed.len() < entry.encode().len() / 2);
+        assert_eq!(Entry::decode(compressed.clone()), Ok(entry.clone()));
+        for len in 0..compressed.len() {
+            assert!(
+                Entry::decode(compressed.slice(..len)).is_err(),
+                "truncated to {len}"
+            );
+        }
+        let mut unknown = BytesMut::from(&compressed[..]);
+        // The encoding byte sits right before the body field (u32 length, then the body).
+        let encoding_at = unknown.len() - body_len(&compressed) - 4 - 1;
+        assert_eq!(unknown[encoding_at], LZ4);
+        unknown[encoding_at] = 9;
+        assert_eq!(
+            Entry::decode(unknown.freeze()),
+            Err(EntryError::Corrupt("body encoding"))
+        );
+    }
+
+    /// The length of the last (body) field of an encoded entry, found by decoding forward.
+    fn body_len(encoded: &Bytes) -> usize {
+        let mut r = Reader(encoded.slice(4..));
+        let windows = if encoded[3] == 1 { 16 } else { 24 };
+        r.take(windows + 2).unwrap();
+        r.u32_prefixed().unwrap();
+        for _ in 0..r.u16().unwrap() {
+            let n = usize::from(r.u16().unwrap());
+            r.take(n).unwrap();
+            r.u32_prefixed().unwrap();
+        }
+        if encoded[3] == COMPRESSED_VERSION {
+            r.take(1).unwrap();
+        }
+        r.u32_prefixed().unwrap().len()
+    }
+
+    #[test]
     fn every_truncation_and_extension_is_an_error() {
         let bytes = sample().encode();
         for len in 0..bytes.len() {
@@ -393,10 +477,10 @@ mod tests {
             Err(EntryError::Foreign)
         );
         let mut future = BytesMut::from(&sample().encode()[..]);
-        future[3] = 3;
+        future[3] = 4;
         assert_eq!(
             Entry::decode(future.freeze()),
-            Err(EntryError::UnknownVersion(3))
+            Err(EntryError::UnknownVersion(4))
         );
     }
 

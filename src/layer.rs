@@ -3,6 +3,7 @@
 use crate::{
     body_memo::BodyMemo,
     breaker::CircuitBreaker,
+    compression::Compression,
     deadline::Deadlines,
     invalidator::Invalidator,
     key::KeyFactory,
@@ -67,6 +68,7 @@ pub struct CacheLayerBuilder {
     tag_header: Option<http::HeaderName>,
     coalescing: bool,
     coalescing_timeout: Duration,
+    compression: Compression,
 }
 
 /// Why [`CacheLayerBuilder::build`] refused its settings.
@@ -100,6 +102,7 @@ impl CacheLayer {
             tag_header: None,
             coalescing: true,
             coalescing_timeout: Duration::from_secs(5),
+            compression: Compression::default(),
         }
     }
 
@@ -214,6 +217,13 @@ impl CacheLayerBuilder {
         self
     }
 
+    /// How stored bodies are compressed (default: LZ4 for bodies of 1 KiB and more, see
+    /// [`Compression`]). Entries written with any setting are read with any other.
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
     /// The cache's name in `Cache-Status` (default `tower-redis-cache`): an RFC 8941 token
     /// such as `monps`. Anything else makes [`build`](Self::build) fail.
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -262,6 +272,7 @@ impl CacheLayerBuilder {
             namespaces: Default::default(),
             coalescing_timeout: self.coalescing_timeout,
             unsafe_invalidation_warnings: Default::default(),
+            compression: self.compression,
         };
         Ok(CacheLayer {
             runtime: Arc::new(runtime),
@@ -283,6 +294,7 @@ impl fmt::Debug for CacheLayerBuilder {
             .field("tag_header", &self.tag_header)
             .field("coalescing", &self.coalescing)
             .field("coalescing_timeout", &self.coalescing_timeout)
+            .field("compression", &self.compression)
             .finish_non_exhaustive()
     }
 }

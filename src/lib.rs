@@ -136,6 +136,7 @@ mod body;
 mod body_memo;
 mod breaker;
 mod coalesce;
+mod compression;
 mod conditional;
 mod deadline;
 mod entry;
@@ -164,6 +165,7 @@ mod write_budget;
 #[cfg(feature = "metrics")]
 pub use crate::metrics::describe_metrics;
 pub use body::ResponseBody;
+pub use compression::Compression;
 pub use entry::{Entry, EntryError};
 pub use future::ResponseFuture;
 pub use invalidation::{Invalidation, InvalidationScope};

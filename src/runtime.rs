@@ -44,6 +44,8 @@ pub(crate) struct Runtime {
     pub(crate) namespaces: std::sync::Mutex<std::collections::BTreeMap<String, Arc<Counters>>>,
     /// The longest a coalesced miss waits for its leader.
     pub(crate) coalescing_timeout: std::time::Duration,
+    /// How stored bodies are compressed.
+    pub(crate) compression: crate::compression::Compression,
     /// Failed invalidations after unsafe requests, logged at most once per period.
     pub(crate) unsafe_invalidation_warnings: RateLimited,
 }

@@ -219,7 +219,7 @@ impl WriteBack {
                 plan.freshness.stale_if_error,
             )
             .with_identity(Bytes::copy_from_slice(&plan.identity));
-        let encoded = entry.encode();
+        let encoded = entry.encode_with(plan.runtime.compression);
         drop(entry);
         // Waiters get the entry once the store has accepted it: a write-back refused because
         // an invalidation raced it must not be served to them either.

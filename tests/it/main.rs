@@ -11,6 +11,7 @@
 //! - [`storability`]: what is never stored.
 //! - [`coalescing`]: concurrent misses for one key make one inner call.
 //! - [`stale`]: stale-while-revalidate and stale-if-error.
+//! - [`compression`]: large bodies stored compressed, served as given.
 //! - [`conditional`]: `ETag`, `If-None-Match`, `If-Modified-Since` and `304` on hits.
 //! - [`cluster_nodes`]: a cluster master down, with and without replicas.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
@@ -32,6 +33,7 @@ mod cache;
 mod cluster_nodes;
 mod coalescing;
 mod compose;
+mod compression;
 mod conditional;
 mod example_app;
 mod faults;
