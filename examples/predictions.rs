@@ -179,7 +179,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         // For a minute past its TTL a prediction is served at once while one
                         // background refresh renews it, and for ten served if the model fails.
                         .stale_while_revalidate(Duration::from_secs(60))
-                        .stale_if_error(Duration::from_secs(600)),
+                        .stale_if_error(Duration::from_secs(600))
+                        // Room for the largest `"detail"` (1 MiB) and the rest of the answer.
+                        .max_response_body(2 << 20),
                 ),
             ),
         )
@@ -444,7 +446,8 @@ async fn stats(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-/// Figures from Redis `INFO` and `DBSIZE` (of the node the pool asks, on a cluster), or
+/// Figures from Redis `INFO` and `DBSIZE` (of the node the pool asks, on a cluster; `keys`
+/// counts the entries and their index, lease and fence keys), or
 /// `{"error": …}` while Redis does not answer.
 async fn redis_figures(redis: &RedisStore) -> Value {
     use fred::interfaces::{ClientLike, ServerInterface};
@@ -483,7 +486,8 @@ async fn redis_figures(redis: &RedisStore) -> Value {
 /// sub-millisecond range, entries up to megabytes), and keeps its upkeep running.
 fn prometheus() -> Result<PrometheusHandle, Box<dyn std::error::Error>> {
     let seconds = [
-        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
+        5.0,
     ];
     let bytes: Vec<f64> = (6..=22).step_by(2).map(|p| f64::from(1u32 << p)).collect();
     let handle = PrometheusBuilder::new()

@@ -136,8 +136,12 @@ impl CircuitBreaker {
         let now = self.now_ms();
         let until = now.saturating_add(millis(self.cooldown).max(1));
         if admission == Admission::Probe {
-            self.open_until.store(until, Ordering::Release);
+            // Reopened: another lookup's success may have closed it since the probe began.
+            let was_closed = self.open_until.swap(until, Ordering::AcqRel) == 0;
             self.probe_started.store(0, Ordering::Release);
+            if was_closed && self.loud {
+                metrics::breaker_open(true);
+            }
             tracing::debug!("cache store probe failed: circuit breaker stays open");
             return;
         }

@@ -42,7 +42,7 @@ impl Compression {
     /// `body` compressed (LZ4 block, its length prepended), if it is to be and that pays.
     pub(crate) fn compress(self, body: &[u8]) -> Option<Vec<u8>> {
         let min_body = self.min_body?;
-        if body.len() < min_body.max(1) {
+        if body.len() < min_body.max(1) || body.len() > MAX_COMPRESSED_BODY {
             return None;
         }
         let compressed = lz4_flex::compress_prepend_size(body);
@@ -56,15 +56,22 @@ impl Default for Compression {
     }
 }
 
+/// The largest body stored compressed; larger ones are stored as they are. It bounds what a
+/// decoder may allocate for one entry, whatever the store holds.
+pub(crate) const MAX_COMPRESSED_BODY: usize = 16 << 20;
+
 /// The body `compressed` encodes, or `None` if it is corrupt. The length it claims is checked
-/// against what LZ4 can expand to (255 bytes per byte), so no entry can make a decoder allocate
-/// more than that.
+/// before anything is allocated: at most [`MAX_COMPRESSED_BODY`] and what LZ4 can expand the
+/// bytes present to (255 per byte); and the body must have exactly that length.
 pub(crate) fn decompress(compressed: &[u8]) -> Option<Vec<u8>> {
     let claimed = u32::from_le_bytes(compressed.get(..4)?.try_into().ok()?) as usize;
-    if claimed > compressed.len().saturating_mul(255).saturating_add(16) {
+    if claimed > MAX_COMPRESSED_BODY
+        || claimed > compressed.len().saturating_mul(255).saturating_add(16)
+    {
         return None;
     }
-    lz4_flex::decompress_size_prepended(compressed).ok()
+    let body = lz4_flex::decompress_size_prepended(compressed).ok()?;
+    (body.len() == claimed).then_some(body)
 }
 
 #[cfg(test)]
@@ -96,9 +103,23 @@ mod tests {
         assert_eq!(decompress(&compressed).as_deref(), Some(&body[..]));
         assert_eq!(decompress(&compressed[..compressed.len() - 1]), None);
         assert_eq!(decompress(&[1, 2]), None);
-        // A claimed length past what LZ4 can expand to: refused before any allocation.
+        // A claimed length past what LZ4 can expand to, or past the cap: refused before any
+        // allocation; one that the bytes do not fill: refused.
         let mut bomb = compressed.clone();
         bomb[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(decompress(&bomb), None);
+        let zeros = lz4_flex::compress_prepend_size(&vec![0; MAX_COMPRESSED_BODY + 1]);
+        assert_eq!(
+            decompress(&zeros),
+            None,
+            "over the cap, though LZ4 could expand to it"
+        );
+        let mut short = compressed.clone();
+        short[..4].copy_from_slice(&((body.len() - 1) as u32).to_le_bytes());
+        assert_eq!(decompress(&short), None);
+        assert_eq!(
+            Compression::lz4_above(1).compress(&vec![0; MAX_COMPRESSED_BODY + 1]),
+            None
+        );
     }
 }

@@ -274,6 +274,9 @@ impl Entry {
                     return Err(EntryError::Corrupt("body encoding"));
                 }
                 let compressed = r.u32_prefixed()?;
+                if !r.0.is_empty() {
+                    return Err(EntryError::Corrupt("trailing bytes"));
+                }
                 let body = decompress(&compressed).ok_or(EntryError::Corrupt("compressed body"))?;
                 Bytes::from(body)
             }

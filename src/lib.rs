@@ -103,7 +103,7 @@
 //! | `tower_redis_cache_writes_total` | counter | `namespace`, `result` = `stored` \| `invalidated` \| `dropped` \| `failed` | write-backs: accepted, refused after an invalidation, not attempted (budget or breaker), failed or timed out |
 //! | `tower_redis_cache_lookup_duration_seconds` | histogram | `namespace` | lookup start to the store's answer or the timeout |
 //! | `tower_redis_cache_write_duration_seconds` | histogram | `namespace` | time a write-back waited for the store |
-//! | `tower_redis_cache_entry_bytes` | histogram | `namespace` | size of each encoded entry written |
+//! | `tower_redis_cache_entry_bytes` | histogram | `namespace` | size of each encoded entry sent to the store (compressed, when it is) |
 //! | `tower_redis_cache_invalidations_total` | counter | `scope` = `entity` \| `entity-in-namespace` \| `namespace` \| `tag`, `result` = `ok` \| `error` | invalidations run ([`Invalidator`] and unsafe requests) |
 //! | `tower_redis_cache_invalidated_entries_total` | counter | `scope` | entries they dropped |
 //! | `tower_redis_cache_breakers_open` | gauge | | layers whose circuit breaker is open |
@@ -117,8 +117,8 @@
 //!
 //! Spans at debug level: `cache.lookup` (`namespace`, `key_hash`, `outcome`), `cache.store`
 //! (`namespace`, `key_hash`, `bytes`, `outcome`) and `cache.invalidate` (`scope`, `dropped`,
-//! `outcome`). `key_hash` is 16 hex digits of the key's xxh3 hash: keys (which hold entity ids),
-//! bodies and credentials are never logged. The breaker logs its opening once (warn) and its
+//! `outcome`). `key_hash` is 16 hex digits of the key's xxh3 hash, a correlator (not a secret):
+//! keys, bodies and credentials are never logged. The breaker logs its opening once (warn) and its
 //! closing once (info); failures while it is open are not logged.
 //!
 //! # Feature flags

@@ -34,7 +34,7 @@ pub(crate) const WRITES: &str = "tower_redis_cache_writes_total";
 pub(crate) const LOOKUP_SECONDS: &str = "tower_redis_cache_lookup_duration_seconds";
 /// Time a write-back waited for the store.
 pub(crate) const WRITE_SECONDS: &str = "tower_redis_cache_write_duration_seconds";
-/// The size of each encoded entry written.
+/// The size of each encoded entry sent to the store.
 pub(crate) const ENTRY_BYTES: &str = "tower_redis_cache_entry_bytes";
 /// Invalidations run, by scope and result.
 pub(crate) const INVALIDATIONS: &str = "tower_redis_cache_invalidations_total";

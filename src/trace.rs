@@ -1,11 +1,15 @@
 //! The cache's `tracing` spans: `cache.lookup`, `cache.store` and `cache.invalidate`, at debug
 //! level. They show the namespace, the outcome, sizes and a hash of the key, never the key
-//! itself (it holds entity ids), request or response bodies, or credentials.
+//! itself, request or response bodies, or credentials. The hash is a correlator, not a secret:
+//! whoever can enumerate a deployment's ids can match them to their hashes.
 
 use std::{
     fmt,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        LazyLock,
+    },
+    time::{Duration, Instant},
 };
 use tracing::{field::Empty, Span};
 
@@ -15,13 +19,13 @@ pub(crate) fn lookup(namespace: &str, key: &str) -> Span {
     record_key(span, key)
 }
 
-/// The write-back of an encoded entry of `bytes` under `key`.
-pub(crate) fn store(namespace: &str, key: &str, bytes: usize) -> Span {
+/// The write-back of an entry under `key`; its encoded `bytes` are recorded once known.
+pub(crate) fn store(namespace: &str, key: &str) -> Span {
     let span = tracing::debug_span!(
         "cache.store",
         namespace,
         key_hash = Empty,
-        bytes,
+        bytes = Empty,
         outcome = Empty
     );
     record_key(span, key)
@@ -45,7 +49,7 @@ fn record_key(span: Span, key: &str) -> Span {
 }
 
 /// A key shown as 16 hex digits of its xxh3 hash: enough to correlate log lines about one key
-/// without revealing its entity.
+/// without printing it.
 struct KeyHash<'a>(&'a str);
 
 impl fmt::Display for KeyHash<'_> {
@@ -58,7 +62,8 @@ impl fmt::Display for KeyHash<'_> {
 /// back since: an outage that fails every request must not flood the logs.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimited {
-    /// When it was last logged, in milliseconds since the Unix epoch.
+    /// When it was last logged, in milliseconds since the process's first use of a limit
+    /// (monotonic: a clock stepped back cannot silence it); 0: never.
     last_ms: AtomicU64,
     suppressed: AtomicU64,
 }
@@ -69,9 +74,12 @@ impl RateLimited {
 
     /// `Some(held back since the last one)` if this occurrence is to be logged now.
     pub(crate) fn admit(&self) -> Option<u64> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+        // +1 so that "now" is never the reserved 0.
+        self.admit_at(u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX) + 1)
+    }
+
+    fn admit_at(&self, now: u64) -> Option<u64> {
         let last = self.last_ms.load(Relaxed);
         let period = Self::PERIOD.as_millis() as u64;
         if (last == 0 || now.saturating_sub(last) >= period)
@@ -94,12 +102,11 @@ mod tests {
     #[test]
     fn one_warning_per_period_with_the_count_held_back() {
         let limit = RateLimited::default();
-        assert_eq!(limit.admit(), Some(0));
-        assert_eq!(limit.admit(), None);
-        assert_eq!(limit.admit(), None);
-        // As if the period had passed.
-        limit.last_ms.store(1, Relaxed);
-        assert_eq!(limit.admit(), Some(2));
+        let period = RateLimited::PERIOD.as_millis() as u64;
+        assert_eq!(limit.admit_at(5), Some(0));
+        assert_eq!(limit.admit_at(6), None);
+        assert_eq!(limit.admit_at(5 + period - 1), None);
+        assert_eq!(limit.admit_at(5 + period), Some(2));
     }
 
     #[test]

@@ -203,34 +203,37 @@ impl WriteBack {
                 body.freeze()
             }
         };
-        // Hits carry an ETag: the handler's when it is a valid entity-tag, else one derived
-        // from the body (an invalid one is never replayed).
-        if !headers.get(header::ETAG).is_some_and(is_entity_tag)
-            || headers.get_all(header::ETAG).iter().count() > 1
-        {
-            headers.remove(header::ETAG);
-            headers.insert(header::ETAG, derived_etag(&body));
-        }
-        let entry = Entry::new(status, headers, body)
-            .with_stored_at(SystemTime::now())
-            .with_ttl(plan.freshness.ttl)
-            .with_stale(
-                plan.freshness.stale_while_revalidate,
-                plan.freshness.stale_if_error,
-            )
-            .with_identity(Bytes::copy_from_slice(&plan.identity));
-        let encoded = entry.encode_with(plan.runtime.compression);
-        drop(entry);
-        // Waiters get the entry once the store has accepted it: a write-back refused because
-        // an invalidation raced it must not be served to them either.
-        let shared = plan.flight.as_ref().map(|_| encoded.clone());
-        // Only the encoded entry is held from here on.
-        reservation.shrink(reservation.bytes().saturating_sub(encoded.len()));
-        let span = trace::store(&plan.stats.namespace, plan.key.as_str(), encoded.len());
+        // Everything from here runs in the background, off the response path: the ETag, the
+        // encoding and its compression, the store.
+        let span = trace::store(&plan.stats.namespace, plan.key.as_str());
         let task = async move {
+            // Hits carry an ETag: the handler's when it is a valid entity-tag, else one derived
+            // from the body (an invalid one is never replayed).
+            if !headers.get(header::ETAG).is_some_and(is_entity_tag)
+                || headers.get_all(header::ETAG).iter().count() > 1
+            {
+                headers.remove(header::ETAG);
+                headers.insert(header::ETAG, derived_etag(&body));
+            }
+            let entry = Entry::new(status, headers, body)
+                .with_stored_at(SystemTime::now())
+                .with_ttl(plan.freshness.ttl)
+                .with_stale(
+                    plan.freshness.stale_while_revalidate,
+                    plan.freshness.stale_if_error,
+                )
+                .with_identity(Bytes::copy_from_slice(&plan.identity));
+            let encoded = entry.encode_with(plan.runtime.compression);
+            let bytes = encoded.len();
+            tracing::Span::current().record("bytes", bytes);
+            // Waiters get the entry once the store has accepted it: a write-back refused
+            // because an invalidation raced it must not be served to them either. While it
+            // waits, the entry's body is held besides the encoded entry.
+            let shared = plan.flight.as_ref().map(|_| Arc::new(entry));
+            let held = bytes + shared.as_ref().map_or(0, |entry| entry.body().len());
+            reservation.shrink(reservation.bytes().saturating_sub(held));
             let runtime = plan.runtime;
             let stats = plan.stats;
-            let bytes = encoded.len();
             let storing = Instant::now();
             let write = EntryWrite::new(plan.key, encoded, plan.freshness.retention())
                 .started_at(plan.started)
@@ -258,17 +261,15 @@ impl WriteBack {
                     )),
                 },
             };
+            stats.metrics.write_took(storing.elapsed(), bytes);
             drop(reservation);
             if let (Ok(true), Some(lease)) = (&result, plan.lease.as_mut()) {
                 lease.stored();
             }
             drop(plan.lease);
-            if let (Ok(true), Some(flight), Some(shared)) = (&result, &flight, shared) {
-                if let Ok(entry) = Entry::decode(shared) {
-                    flight.publish(Outcome::Entry(Arc::new(entry)));
-                }
+            if let (Ok(true), Some(flight), Some(entry)) = (&result, &flight, shared) {
+                flight.publish(Outcome::Entry(entry));
             }
-            stats.metrics.write_took(storing.elapsed(), bytes);
             let event = match result {
                 Ok(true) => Event::Stored,
                 Ok(false) => Event::WriteInvalidated,

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use std::{
     sync::Arc,
     task::{Context, Poll},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 /// One store lookup, failed as a timeout at its deadline. The deadline is started only if the
@@ -26,6 +26,8 @@ pub(crate) struct Lookup {
     found: StoreFuture<Option<Bytes>>,
     expiry: Option<Arc<Expiry>>,
     started: Instant,
+    /// From the start to the store's answer or the timeout, once either came.
+    took: Duration,
     /// `cache.lookup`, entered while the store is polled.
     span: tracing::Span,
 }
@@ -34,11 +36,13 @@ impl Lookup {
     /// Starts looking `key` up, on a route of `namespace`.
     pub(crate) fn start(runtime: &Runtime, namespace: &str, key: &CacheKey) -> Self {
         let span = trace::lookup(namespace, key.as_str());
+        let started = Instant::now();
         let found = span.in_scope(|| runtime.store.lookup(key.as_str()));
         Self {
             found,
             expiry: None,
-            started: Instant::now(),
+            started,
+            took: Duration::ZERO,
             span,
         }
     }
@@ -47,7 +51,7 @@ impl Lookup {
     /// with the time it took.
     pub(crate) fn report(&self, runtime: &Runtime, namespace: &Counters, event: Event) {
         runtime.counters.count(namespace, event);
-        namespace.metrics.lookup_took(self.started.elapsed());
+        namespace.metrics.lookup_took(self.took);
         trace::outcome(&self.span, event.label());
     }
 
@@ -59,10 +63,12 @@ impl Lookup {
     ) -> Poll<Result<Option<Bytes>, StoreError>> {
         let polled = self.span.in_scope(|| self.found.as_mut().poll(cx));
         if let Poll::Ready(found) = polled {
+            self.took = self.started.elapsed();
             return Poll::Ready(found);
         }
         let expiry = self.expiry.get_or_insert_with(|| runtime.deadlines.start());
         if expiry.poll_expired(cx) {
+            self.took = self.started.elapsed();
             return Poll::Ready(Err(StoreError::new(
                 StoreErrorKind::Timeout,
                 "lookup timed out",

@@ -526,7 +526,11 @@ async fn invalidate(runtime: Arc<Runtime>, invalidation: Invalidation) {
     let error = match tokio::time::timeout(UNSAFE_INVALIDATION_TIMEOUT, running).await {
         Ok(Ok(_)) => return,
         Ok(Err(error)) => error.to_string(),
-        Err(_) => "timed out".to_owned(),
+        Err(_) => {
+            // Dropped before it ended: counted here as failed.
+            crate::metrics::invalidation(invalidation.scope_label(), None);
+            "timed out".to_owned()
+        }
     };
     if let Some(suppressed) = runtime.unsafe_invalidation_warnings.admit() {
         tracing::warn!(%error, suppressed, "invalidation after an unsafe request failed");

@@ -107,5 +107,17 @@ redis_test!(
             hit.cache_status()
         );
         assert_eq!(hit.body, miss.body);
+        let compressing = timeline_app(&other, &Runs::default());
+        let elsewhere = send(&compressing, get_req("/matches/2/timeline")).await;
+        wait_writes(&other, 1).await;
+        let key = KEY.replace("m_1", "m_2");
+        assert_eq!(&redis.get(&key).expect("the entry")[..4], b"TRC\x03");
+        let read = send(&app, get_req("/matches/2/timeline")).await;
+        assert!(
+            read.cache_status().contains("; hit"),
+            "{}",
+            read.cache_status()
+        );
+        assert_eq!(read.body, elsewhere.body);
     }
 );
