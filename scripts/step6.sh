@@ -4,7 +4,8 @@
 # load generator. Loopback only; stops by itself; leaves nothing running.
 #
 #   bash scripts/step6.sh            # the loadgen at its defaults (30 s, 32 connections), then
-#                                    # concurrency 1 on the warmed cache, unpinned and pinned
+#                                    # concurrency 1 at the defaults, and over 1 000 warmed keys
+#                                    # (hits only), unpinned and pinned to one CPU
 #
 # Each run prints the loadgen's JSON report and the CPU time (utime+stime from /proc/PID/stat)
 # the app and Redis spent per request. Needs redis-server on PATH (apt-get install redis-server).
@@ -71,9 +72,13 @@ PY
 
 start ""
 load defaults "" "$@"
+# One at a time at the defaults: a miss now and then (150 ms of idle CPUs), hits otherwise.
 load c1-unpinned "" --concurrency 1 --duration 20s --warmup 2s
+# One at a time over 1 000 keys, all cached by a first pass: hits only, CPUs never idle.
+load c1-warm "" --duration 12s --warmup 1s --keys 1000
+load c1-hits-unpinned "" --concurrency 1 --duration 20s --warmup 2s --keys 1000
 stop
 APP_PID=
 start 0
-load c1-warm 0 --duration 12s --warmup 1s --keys 1000
-load c1-pinned 0 --concurrency 1 --duration 20s --warmup 2s --keys 1000
+load c1-warm-pinned 0 --duration 12s --warmup 1s --keys 1000
+load c1-hits-pinned 0 --concurrency 1 --duration 20s --warmup 2s --keys 1000
