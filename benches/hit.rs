@@ -28,6 +28,9 @@
 //! which keeps thread wake-ups out of the figures. `HIT_BENCH_RUNTIME=multi_thread` runs them
 //! instead on a 2-worker runtime, the loops spawned onto the workers as a server's would be.
 //!
+//! Bodies of 4 KiB and more are stored LZ4-compressed, as the layer's default does (the 16 KiB
+//! rows pay the decompression); `HIT_BENCH_COMPRESSION=none` stores every body as it is.
+//!
 //! Run with `taskset -c 0 cargo bench --bench hit` (needs `redis-server` on `PATH`:
 //! `apt-get install redis-server`). Pinning keeps the bench and its redis-server on one CPU: on
 //! the 2-vCPU build VM a loopback round trip between two CPUs costs ~16 µs or ~55 µs depending
@@ -54,7 +57,7 @@ use std::{
 use tokio::runtime::Runtime;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_redis_cache::{
-    Cache, CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, Variant,
+    Cache, CacheLayer, Compression, Entity, KeyFactory, MemoryStore, Policy, RedisStore, Variant,
 };
 
 /// The groups: request method (a `POST` carries a 1 KiB JSON config, keyed canonically),
@@ -334,8 +337,19 @@ impl Fixture {
 
         // Each target applies its route's policy to copies of these (sharing store and counters).
         let keys = KeyFactory::new("monps", "bench", "v1");
-        let redis_layer = CacheLayer::new(store.clone(), keys.clone());
-        let memory_layer = CacheLayer::new(MemoryStore::default(), keys);
+        // HIT_BENCH_COMPRESSION=none stores bodies uncompressed (default: the layer's default).
+        let compression = match std::env::var("HIT_BENCH_COMPRESSION").as_deref() {
+            Ok("none") => Compression::none(),
+            _ => Compression::default(),
+        };
+        let redis_layer = CacheLayer::builder(store.clone(), keys.clone())
+            .compression(compression)
+            .build()
+            .expect("a layer");
+        let memory_layer = CacheLayer::builder(MemoryStore::default(), keys)
+            .compression(compression)
+            .build()
+            .expect("a layer");
         Self {
             store,
             client,
@@ -412,7 +426,9 @@ impl Fixture {
             assert!(status.contains("; hit"), "{status}");
         }
         let stored: Bytes = self.client.get(target.key.as_str()).await.expect("GET");
-        assert!(stored.len() > size, "the entry holds the body");
+        // The entry holds the body (LZ4-compressed, as bodies of 1 KiB and more are by default).
+        let entry = tower_redis_cache::Entry::decode(stored).expect("an entry");
+        assert_eq!(entry.body().len(), size, "the entry holds the body");
         for row in Row::ALL {
             target.once(row).await;
         }

@@ -1,14 +1,18 @@
 //! [`Compression`]: how stored bodies are compressed (LZ4, above a size), a detail of the
 //! entry encoding that clients never see.
 
-/// How the bodies of stored entries are compressed. Default: LZ4 for bodies of 1 KiB and more.
+/// How the bodies of stored entries are compressed. Default: LZ4 for bodies of 4 KiB and more.
 ///
-/// Measured on JSON bodies (BENCHMARKS.md, `benches/compression.rs`): LZ4 stores 1–256 KiB
-/// bodies in 30–50% of their size, so `maxmemory` holds two to three times the entries, and a
-/// hit through Redis costs within ±10% of an uncompressed one (a smaller transfer, plus the
-/// decompression). zstd stores them in 17–30% but makes a hit 1.3–2.3x as costly, so it is not
-/// offered. A body is stored compressed only when that saves at least an eighth of it; hits
-/// are decompressed before they are served, whatever the client accepts.
+/// Measured on JSON bodies (BENCHMARKS.md, `benches/compression.rs`, `benches/hit.rs`): LZ4
+/// stores 4–256 KiB bodies in 30–40% of their size, so `maxmemory` holds two to three times the
+/// entries, and a hit through Redis costs about what an uncompressed one does (less to
+/// transfer, then the decompression). Below 4 KiB the transfer saved is small and the
+/// decompression is not (a 1 KiB hit through Redis paid ~4 µs more), so smaller bodies are
+/// stored as they are. zstd stores bodies in 17–30% but makes a hit 1.3–2.3x as costly, so it
+/// is not offered. A body is stored compressed only when that saves at least an eighth of it;
+/// hits are decompressed before they are served, whatever the client accepts. With
+/// [`MemoryStore`](crate::MemoryStore) alone there is no transfer to save:
+/// [`Compression::none`] trades its memory for the fastest hits.
 ///
 /// ```
 /// use tower_redis_cache::{CacheLayer, Compression, KeyFactory, MemoryStore};
@@ -18,7 +22,7 @@
 ///     .build()
 ///     .unwrap();
 /// # let _ = cache;
-/// assert_eq!(Compression::default(), Compression::lz4_above(1024));
+/// assert_eq!(Compression::default(), Compression::lz4_above(4096));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Compression {
@@ -52,7 +56,7 @@ impl Compression {
 
 impl Default for Compression {
     fn default() -> Self {
-        Self::lz4_above(1024)
+        Self::lz4_above(4096)
     }
 }
 

@@ -413,12 +413,12 @@ mod tests {
     fn compressed_bodies_round_trip_and_only_they_use_version_3() {
         let mut entry = sample();
         assert_eq!(
-            entry.encode_with(Compression::default())[3],
+            entry.encode_with(Compression::lz4_above(1024))[3],
             VERSION,
             "too small"
         );
         entry.body = Bytes::from(br#"{"minute":1,"home":0.5,"away":0.5}"#.repeat(64));
-        let compressed = entry.encode_with(Compression::default());
+        let compressed = entry.encode_with(Compression::lz4_above(1024));
         assert_eq!(compressed[3], COMPRESSED_VERSION);
         assert!(compressed.len() < entry.encode().len() / 2);
         assert_eq!(Entry::decode(compressed.clone()), Ok(entry.clone()));

@@ -217,7 +217,7 @@ impl CacheLayerBuilder {
         self
     }
 
-    /// How stored bodies are compressed (default: LZ4 for bodies of 1 KiB and more, see
+    /// How stored bodies are compressed (default: LZ4 for bodies of 4 KiB and more, see
     /// [`Compression`]). Entries written with any setting are read with any other.
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = compression;
