@@ -37,21 +37,23 @@
 //! on whether the other vCPU is awake, which moves every ratio; the extra time a hit adds over
 //! the bare GET is the same either way. See BENCHMARKS.md.
 
+#[path = "support/json_handler.rs"]
+mod json_handler;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use fred::prelude::*;
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
+use json_handler::Handler;
 use redis_server::RedisServer;
 use std::{
     convert::Infallible,
     fmt::Write as _,
-    future::{ready, Future, Ready},
+    future::Future,
     hint::black_box,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 use tokio::runtime::Runtime;
@@ -283,34 +285,6 @@ where
     let Ok(response) = svc.ready().await.expect("ready").call(request).await;
     let Ok(body) = response.into_body().collect().await;
     body.to_bytes()
-}
-
-/// The inner service: answers every request with its body as JSON, at once.
-///
-/// A named `service_fn`: the cache clones its inner service on every call, so a cheap clone
-/// (one `Bytes`) keeps the figures about the cache rather than about boxing.
-#[derive(Clone)]
-struct Handler {
-    body: Bytes,
-}
-
-impl<B> Service<Request<B>> for Handler {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: Request<B>) -> Self::Future {
-        let mut response = Response::new(Full::new(self.body.clone()));
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        ready(Ok(response))
-    }
 }
 
 /// The stores and layers shared by every size.

@@ -18,21 +18,21 @@
 //! Requests are sent one at a time on a current-thread Tokio runtime, so wall time is CPU time
 //! for the MemoryStore rows. Needs `redis-server` on `PATH` (`apt-get install redis-server`).
 
+#[path = "support/json_handler.rs"]
+mod json_handler;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::{Request, Response};
+use http::Request;
 use http_body_util::{BodyExt, Full};
+use json_handler::Handler;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use redis_server::RedisServer;
 use std::{
-    convert::Infallible,
-    future::{ready, Ready},
     hint::black_box,
     sync::Arc,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -206,30 +206,6 @@ async fn hit(route: &mut Cache<Handler>) -> Bytes {
 fn measuring() -> bool {
     let args: Vec<String> = std::env::args().collect();
     args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list")
-}
-
-/// The inner service: a fixed JSON body.
-#[derive(Clone)]
-struct Handler {
-    body: Bytes,
-}
-
-impl<B> Service<Request<B>> for Handler {
-    type Response = Response<Full<Bytes>>;
-    type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _request: Request<B>) -> Self::Future {
-        let response = Response::builder()
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(self.body.clone()))
-            .expect("a response");
-        ready(Ok(response))
-    }
 }
 
 criterion_group!(benches, metrics);
