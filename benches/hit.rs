@@ -29,7 +29,8 @@
 //! instead on a 2-worker runtime, the loops spawned onto the workers as a server's would be.
 //!
 //! Bodies of 4 KiB and more are stored LZ4-compressed, as the layer's default does (the 16 KiB
-//! rows pay the decompression); `HIT_BENCH_COMPRESSION=none` stores every body as it is.
+//! rows pay the decompression); `HIT_BENCH_COMPRESSION=none` stores every body as it is, and
+//! `HIT_BENCH_COMPRESSION=1024` compresses the 1 KiB bodies too.
 //!
 //! Run with `taskset -c 0 cargo bench --bench hit` (needs `redis-server` on `PATH`:
 //! `apt-get install redis-server`). Pinning keeps the bench and its redis-server on one CPU: on
@@ -311,10 +312,12 @@ impl Fixture {
 
         // Each target applies its route's policy to copies of these (sharing store and counters).
         let keys = KeyFactory::new("monps", "bench", "v1");
-        // HIT_BENCH_COMPRESSION=none stores bodies uncompressed (default: the layer's default).
+        // HIT_BENCH_COMPRESSION=none stores bodies uncompressed, =N compresses those of N bytes
+        // and more (default: the layer's default).
         let compression = match std::env::var("HIT_BENCH_COMPRESSION").as_deref() {
             Ok("none") => Compression::none(),
-            _ => Compression::default(),
+            Ok(bytes) => Compression::lz4_above(bytes.parse().expect("none, or a size in bytes")),
+            Err(_) => Compression::default(),
         };
         let redis_layer = CacheLayer::builder(store.clone(), keys.clone())
             .compression(compression)

@@ -83,8 +83,8 @@ use std::{
     time::Duration,
 };
 use tower_redis_cache::{
-    CacheLayer, Entity, Invalidator, KeyFactory, MemoryStore, Policy, RedisStore, Store,
-    StoreError, StoreErrorKind,
+    CacheLayer, CacheStats, Entity, Invalidator, KeyFactory, MemoryStore, Policy, RedisStore,
+    Store, StoreError, StoreErrorKind,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -393,25 +393,16 @@ async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
 /// `GET /stats`: the cache's counters per namespace and in total, the handlers' run counts,
 /// and on Redis, figures from `INFO` and `DBSIZE`.
 async fn stats(State(state): State<AppState>) -> Response {
-    let rate = |hits: u64, misses: u64| match hits + misses {
-        0 => Value::Null,
-        looked_up => json!(hits as f64 / looked_up as f64),
-    };
     let namespaces: serde_json::Map<String, Value> = state
         .cache
         .namespace_stats()
         .into_iter()
-        .map(|(namespace, s)| {
-            let figures = json!({
-                "hits": s.hits, "misses": s.misses, "hit_rate": rate(s.hits, s.misses),
-                "stale": s.stale, "coalesced": s.coalesced, "bypasses": s.bypasses,
-                "lookup_errors": s.lookup_errors, "writes": s.writes,
-                "write_errors": s.write_errors, "writes_dropped": s.writes_dropped,
-            });
-            (namespace, figures)
-        })
+        .map(|(namespace, stats)| (namespace, figures(&stats)))
         .collect();
-    let t = state.cache.stats();
+    let total = state.cache.stats();
+    let mut totals = figures(&total);
+    totals["writes_in_flight"] = json!(total.writes_in_flight);
+    totals["write_bytes_in_flight"] = json!(total.write_bytes_in_flight);
     let runs = &state.runs;
     let handler_runs = [
         ("prediction", runs.prediction.load(Relaxed)),
@@ -433,17 +424,24 @@ async fn stats(State(state): State<AppState>) -> Response {
     Json(json!({
         "store": if state.redis.is_some() { "redis" } else { "memory" },
         "namespaces": namespaces,
-        "totals": {
-            "hits": t.hits, "misses": t.misses, "hit_rate": rate(t.hits, t.misses),
-            "stale": t.stale, "coalesced": t.coalesced, "bypasses": t.bypasses,
-            "lookup_errors": t.lookup_errors, "writes": t.writes, "write_errors": t.write_errors,
-            "writes_dropped": t.writes_dropped, "writes_in_flight": t.writes_in_flight,
-            "write_bytes_in_flight": t.write_bytes_in_flight,
-        },
+        "totals": totals,
         "handler_runs": handler_runs,
         "redis": redis,
     }))
     .into_response()
+}
+
+/// One namespace's (or the totals') counters in `/stats`, with its hit rate (`null` before any
+/// lookup).
+fn figures(s: &CacheStats) -> Value {
+    let looked_up = s.hits + s.misses;
+    let hit_rate = (looked_up > 0).then(|| s.hits as f64 / looked_up as f64);
+    json!({
+        "hits": s.hits, "misses": s.misses, "hit_rate": hit_rate,
+        "stale": s.stale, "coalesced": s.coalesced, "bypasses": s.bypasses,
+        "lookup_errors": s.lookup_errors, "writes": s.writes,
+        "write_errors": s.write_errors, "writes_dropped": s.writes_dropped,
+    })
 }
 
 /// Figures from Redis `INFO` and `DBSIZE` (of the node the pool asks, on a cluster; `keys`

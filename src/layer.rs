@@ -274,12 +274,9 @@ impl CacheLayerBuilder {
             unsafe_invalidation_warnings: Default::default(),
             compression: self.compression,
         };
-        // The layer used without `policy(..)` reports under namespace `default`.
-        let mut policy = Policy::new("default");
-        policy.stats = Arc::new(Counters::for_namespace("default"));
         Ok(CacheLayer {
             runtime: Arc::new(runtime),
-            policy: Arc::new(policy),
+            policy: Arc::new(Policy::new("default")),
         })
     }
 }

@@ -140,6 +140,7 @@ mod compression;
 mod conditional;
 mod deadline;
 mod entry;
+mod event;
 mod future;
 mod invalidation;
 mod invalidator;

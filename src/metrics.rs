@@ -9,9 +9,9 @@
 // Without the feature the names are only documentation.
 #![cfg_attr(not(feature = "metrics"), allow(dead_code))]
 
-use crate::stats::Event;
+use crate::event::Event;
 #[cfg(feature = "metrics")]
-use crate::{rules::request::Bypass, stats::Miss};
+use crate::event::{Bypass, Miss};
 #[cfg(feature = "metrics")]
 use metrics::{Counter, Gauge, Histogram, SharedString};
 #[cfg(feature = "metrics")]

@@ -71,8 +71,11 @@ impl Freshness {
 impl Policy {
     /// Creates the default policy for routes in `namespace`.
     pub fn new(namespace: impl Into<String>) -> Self {
+        let namespace = namespace.into();
         Self {
-            namespace: namespace.into(),
+            // Its own until `CacheLayer::policy` gives it the namespace's shared ones.
+            stats: Arc::new(Counters::for_namespace(&namespace)),
+            namespace,
             ttl: Duration::from_secs(60),
             methods: vec![Method::GET],
             entity: Entity::path(),
@@ -88,7 +91,6 @@ impl Policy {
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             freshness_from_response: false,
-            stats: Arc::default(),
         }
     }
 

@@ -9,14 +9,14 @@ use crate::{
     breaker::CircuitBreaker,
     coalesce::Flights,
     deadline::Deadlines,
+    event::{Bypass, Event, Miss},
     key::KeyFactory,
-    stats::{Counters, Event, Miss},
+    stats::Counters,
     store::Store,
     write_budget::WriteBudget,
 };
 use crate::{
     policy::Policy,
-    rules::request::Bypass,
     status::{CacheStatus, Fwd},
 };
 use std::{fmt, sync::Arc};

@@ -2,13 +2,14 @@
 
 use crate::{
     body::ResponseBody,
+    event::Bypass,
     future::{Keyed, ResponseFuture},
     invalidation::Invalidation,
     keying::key_start,
     layer::CacheLayer,
     policy::Policy,
     request_body::RequestBody,
-    rules::request::{body_needs_reading, check_request, Bypass},
+    rules::request::{body_needs_reading, check_request},
     runtime::Runtime,
     status::CacheStatus,
 };

@@ -1,6 +1,9 @@
 //! Counters of what the cache did, shared by every route of one [`CacheLayer`](crate::CacheLayer).
 
-use crate::{metrics::NamespaceMetrics, rules::request::Bypass};
+use crate::{
+    event::{Event, Miss},
+    metrics::NamespaceMetrics,
+};
 use std::sync::{
     atomic::{AtomicU64, Ordering::Relaxed},
     Arc,
@@ -41,91 +44,6 @@ pub struct CacheStats {
     pub writes_in_flight: u64,
     /// Bytes the write-backs in flight hold now (recorded bodies and encoded entries).
     pub write_bytes_in_flight: u64,
-}
-
-/// One thing the cache did for a request or a write-back, counted by [`Counters::count`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Event {
-    /// A fresh entry served.
-    Hit,
-    /// A stale entry served while it is refreshed in the background (a hit too).
-    StaleHit,
-    /// A stale entry served instead of the inner service's failure (the request was a miss).
-    StaleIfError,
-    /// Looked up and forwarded (or coalesced), for this reason.
-    Miss(Miss),
-    /// A miss answered with the response another request for its key fetched.
-    Coalesced,
-    /// Forwarded without a lookup, for this reason.
-    Bypass(Bypass),
-    /// A write-back the store accepted.
-    Stored,
-    /// A write-back the store refused: an invalidation covering it ran since its request began.
-    WriteInvalidated,
-    /// A write-back that failed or timed out.
-    WriteFailed,
-    /// A storable response not written: no room in the write budget, or the breaker open.
-    WriteDropped,
-}
-
-/// Why a looked-up request was forwarded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Miss {
-    /// No entry for the key.
-    Absent,
-    /// An entry for other request inputs (another variant, or a hash collision).
-    Variant,
-    /// An entry past its TTL and its stale-while-revalidate window.
-    Expired,
-    /// The lookup failed or timed out.
-    LookupError,
-    /// The circuit breaker was open: no lookup was made.
-    CircuitOpen,
-    /// The entry was unreadable.
-    BadEntry,
-}
-
-impl Miss {
-    /// Every reason, in the order of their discriminants.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) const ALL: [Miss; 6] = [
-        Miss::Absent,
-        Miss::Variant,
-        Miss::Expired,
-        Miss::LookupError,
-        Miss::CircuitOpen,
-        Miss::BadEntry,
-    ];
-
-    /// The reason as a metric label.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Miss::Absent => "absent",
-            Miss::Variant => "variant",
-            Miss::Expired => "expired",
-            Miss::LookupError => "lookup-error",
-            Miss::CircuitOpen => "circuit-open",
-            Miss::BadEntry => "bad-entry",
-        }
-    }
-}
-
-impl Event {
-    /// The event as a span's `outcome` field.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Event::Hit => "hit",
-            Event::StaleHit => "stale-hit",
-            Event::StaleIfError => "stale-if-error",
-            Event::Miss(miss) => miss.label(),
-            Event::Coalesced => "coalesced",
-            Event::Bypass(bypass) => bypass.detail(),
-            Event::Stored => "stored",
-            Event::WriteInvalidated => "invalidated",
-            Event::WriteFailed => "failed",
-            Event::WriteDropped => "dropped",
-        }
-    }
 }
 
 /// The counters of a layer (its totals) or of one namespace, with the namespace's metrics.

@@ -5,13 +5,14 @@ use crate::{
     coalesce::{Flight, Outcome},
     conditional::{derived_etag, is_entity_tag},
     entry::Entry,
+    event::Event,
     key::CacheKey,
     keying::Identity,
     miss_lease::MissLease,
     policy::{Freshness, Policy},
     rules::response::{connection_tokens, content_length, header_is_stored},
     runtime::Runtime,
-    stats::{Counters, Event},
+    stats::Counters,
     store::{EntryWrite, StoreError, StoreErrorKind},
     trace,
     write_budget::Reservation,
@@ -229,7 +230,13 @@ impl WriteBack {
             // Waiters get the entry once the store has accepted it: a write-back refused
             // because an invalidation raced it must not be served to them either. While it
             // waits, the entry's body is held besides the encoded entry.
-            let shared = plan.flight.as_ref().map(|_| Arc::new(entry));
+            let shared = match plan.flight {
+                Some(_) => Some(Arc::new(entry)),
+                None => {
+                    drop(entry);
+                    None
+                }
+            };
             let held = bytes + shared.as_ref().map_or(0, |entry| entry.body().len());
             reservation.shrink(reservation.bytes().saturating_sub(held));
             let runtime = plan.runtime;

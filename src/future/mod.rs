@@ -15,6 +15,7 @@ use crate::{
     coalesce::{outcome, Flight, Outcome, Role},
     conditional,
     entry::Entry,
+    event::{Bypass, Event},
     invalidation::Invalidation,
     invalidator,
     key::CacheKey,
@@ -23,9 +24,8 @@ use crate::{
     policy::Policy,
     request_body::RequestBody,
     respond,
-    rules::request::Bypass,
     runtime::Runtime,
-    stats::{Counters, Event},
+    stats::Counters,
     status::CacheStatus,
     write_back::WritePlan,
 };

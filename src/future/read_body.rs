@@ -1,6 +1,6 @@
 //! Reading a request body, bounded, so that it can be keyed.
 
-use crate::{request_body::RequestBody, rules::request::Bypass};
+use crate::{event::Bypass, request_body::RequestBody};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame};
 use std::{

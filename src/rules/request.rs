@@ -1,56 +1,8 @@
 //! Which requests on a cached route may be keyed and looked up, and why the others bypass.
 
-use crate::policy::Policy;
+use crate::{event::Bypass, policy::Policy};
 use http::{header, request, HeaderName};
 use http_body::Body;
-
-/// Why a request the route would cache is forwarded without the cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Bypass {
-    /// `Authorization`, `Proxy-Authorization` or `Cookie` that the policy does not key on.
-    Credentials,
-    /// A query parameter the policy neither keys nor ignores.
-    UnkeyedQuery,
-    /// A header that rewrites what the request means (host, URL, method) and that the policy
-    /// does not key.
-    UnkeyedHeader,
-    /// No usable entity in the request.
-    NoEntity,
-    /// A body larger than the policy's limit (declared, or found while reading it).
-    BodyTooLarge,
-    /// The body failed while it was being read; the inner service gets what was read, then
-    /// the same error.
-    BodyError,
-    /// The body ended with trailers, which the key does not cover.
-    RequestTrailers,
-}
-
-impl Bypass {
-    /// Every reason, in the order of their discriminants.
-    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-    pub(crate) const ALL: [Bypass; 7] = [
-        Bypass::Credentials,
-        Bypass::UnkeyedQuery,
-        Bypass::UnkeyedHeader,
-        Bypass::NoEntity,
-        Bypass::BodyTooLarge,
-        Bypass::BodyError,
-        Bypass::RequestTrailers,
-    ];
-
-    /// The RFC 9211 `detail` parameter naming the reason.
-    pub(crate) fn detail(self) -> &'static str {
-        match self {
-            Bypass::Credentials => "credentials",
-            Bypass::UnkeyedQuery => "unkeyed-query",
-            Bypass::UnkeyedHeader => "unkeyed-header",
-            Bypass::NoEntity => "no-entity",
-            Bypass::BodyTooLarge => "body-too-large",
-            Bypass::BodyError => "body-error",
-            Bypass::RequestTrailers => "request-trailers",
-        }
-    }
-}
 
 /// Request headers that frameworks and proxies use to rewrite the host, URL or method a handler
 /// sees: classic cache-poisoning vectors, so a request carrying one is not cached unless the
