@@ -178,7 +178,7 @@ pub use request_body::RequestBody;
 pub use service::Cache;
 pub use stats::CacheStats;
 pub use store::{
-    EntryWrite, Lease, MemoryStore, RedisStore, RedisStoreBuilder, Store, StoreError,
-    StoreErrorKind, StoreFuture,
+    EntryWrite, Lease, MemoryStore, NearCache, NearCacheBuilder, NearCacheStats, RedisStore,
+    RedisStoreBuilder, Store, StoreError, StoreErrorKind, StoreFuture,
 };
 pub use tags::{MAX_TAGS, MAX_TAG_LEN};

@@ -47,6 +47,13 @@ pub(crate) const WRITES_IN_FLIGHT: &str = "tower_redis_cache_writes_in_flight";
 /// Bytes held by the write-backs in flight now.
 pub(crate) const WRITE_BYTES_IN_FLIGHT: &str = "tower_redis_cache_write_bytes_in_flight";
 
+/// Lookups the near cache answered from process memory.
+pub(crate) const NEAR_HITS: &str = "tower_redis_cache_near_hits_total";
+/// Entries the near cache dropped on a tracking message from Redis.
+pub(crate) const NEAR_INVALIDATIONS: &str = "tower_redis_cache_near_invalidations_total";
+/// Times the near cache was emptied and turned off until tracking was back, by reason.
+pub(crate) const NEAR_FLUSHES: &str = "tower_redis_cache_near_flushes_total";
+
 /// Describes every metric to the installed recorder (the `# HELP` lines of a Prometheus
 /// exporter, and units). Optional; call it after installing the recorder.
 ///
@@ -101,6 +108,15 @@ pub fn describe_metrics() {
         WRITE_BYTES_IN_FLIGHT,
         Unit::Bytes,
         "Bytes held by write-backs in flight."
+    );
+    describe_counter!(NEAR_HITS, "Lookups answered by the near cache.");
+    describe_counter!(
+        NEAR_INVALIDATIONS,
+        "Near-cache entries dropped on Redis tracking messages."
+    );
+    describe_counter!(
+        NEAR_FLUSHES,
+        "Times the near cache was emptied and turned off until tracking was back, by reason."
     );
 }
 
@@ -283,5 +299,39 @@ impl WriteGauges {
         }
         #[cfg(not(feature = "metrics"))]
         let _ = (writes, bytes);
+    }
+}
+
+/// The near cache's hit counter, registered on its first hit; flushes and tracking messages
+/// are rare enough to be registered where they happen.
+#[derive(Debug, Default)]
+pub(crate) struct NearCounters {
+    #[cfg(feature = "metrics")]
+    hits: OnceLock<Counter>,
+}
+
+impl NearCounters {
+    /// One lookup answered from process memory.
+    pub(crate) fn hit(&self) {
+        #[cfg(feature = "metrics")]
+        self.hits
+            .get_or_init(|| metrics::counter!(NEAR_HITS))
+            .increment(1);
+    }
+
+    /// `entries` dropped on tracking messages.
+    pub(crate) fn invalidated(&self, entries: u64) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(NEAR_INVALIDATIONS).increment(entries);
+        #[cfg(not(feature = "metrics"))]
+        let _ = entries;
+    }
+
+    /// The near cache was flushed for `reason` (a fixed label).
+    pub(crate) fn flushed(&self, reason: &'static str) {
+        #[cfg(feature = "metrics")]
+        metrics::counter!(NEAR_FLUSHES, "reason" => reason).increment(1);
+        #[cfg(not(feature = "metrics"))]
+        let _ = reason;
     }
 }

@@ -107,7 +107,22 @@ impl MemoryStore {
         self.entries.weighted_size()
     }
 
-    fn insert(&self, key: &str, value: Bytes, ttl: Duration, tags: Arc<[String]>) {
+    /// The value under `key`, at once (for the near cache).
+    pub(super) fn peek(&self, key: &str) -> Option<Bytes> {
+        self.entries.get(key).map(|slot| slot.value)
+    }
+
+    /// Removes `key` at once; whether it was there.
+    pub(super) fn remove(&self, key: &str) -> bool {
+        self.entries.remove(key).is_some()
+    }
+
+    /// Drops every entry held (moka applies it lazily; nothing held before is returned after).
+    pub(super) fn clear(&self) {
+        self.entries.invalidate_all();
+    }
+
+    pub(super) fn insert(&self, key: &str, value: Bytes, ttl: Duration, tags: Arc<[String]>) {
         // A TTL beyond what the clock can add is as good as forever (a year).
         let ttl = ttl.min(Duration::from_secs(365 * 24 * 3600));
         self.entries

@@ -2,13 +2,16 @@
 
 mod cluster;
 mod memory;
+mod near_cache;
 mod redis;
 mod redis_index;
 #[cfg(feature = "tls")]
 mod tls;
+mod tracking;
 mod write;
 
 pub use self::memory::MemoryStore;
+pub use self::near_cache::{NearCache, NearCacheBuilder, NearCacheStats};
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use self::write::EntryWrite;
 

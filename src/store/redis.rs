@@ -12,7 +12,7 @@ use fred::{
     interfaces::{ClientLike, EventInterface, KeysInterface},
     types::{
         config::{Config, Options, ReconnectPolicy, ServerConfig},
-        Builder, Expiration,
+        Builder, Expiration, RespVersion,
     },
 };
 use socket2::TcpKeepalive;
@@ -54,6 +54,9 @@ pub struct RedisStore {
     /// On Cluster: a client per primary, which the store's own commands use.
     cluster: Option<ClusterClients>,
     description: String,
+    /// The parsed configuration and the settings, for the near cache's tracking client.
+    config: Arc<Config>,
+    settings: Arc<RedisStoreBuilder>,
 }
 
 /// Where one command goes: a client, and on Cluster the node to report the outcome to.
@@ -125,6 +128,18 @@ impl RedisStore {
             });
         }
         &self.pool
+    }
+
+    /// A new, unconnected RESP3 client to the same server (on Cluster, a fred cluster client
+    /// reaching every primary) with the store's timeouts: the near cache's tracking client.
+    /// Its event channels hold `events` messages before a slow reader loses some.
+    pub(crate) fn tracking_client(&self, events: usize) -> Result<Client, StoreError> {
+        let mut config = (*self.config).clone();
+        config.version = RespVersion::RESP3;
+        config.fail_fast = false;
+        let mut builder = self.settings.fred_builder(config);
+        builder.with_performance_config(|p| p.broadcast_channel_capacity = events);
+        builder.build().map_err(|e| map_error(&e))
     }
 
     /// The client for a command on `key`, with `options`.
@@ -285,6 +300,7 @@ impl RedisStoreBuilder {
         // trying until Redis answers.
         config.fail_fast = first_failure_is_final;
         let description = describe(&config);
+        let parsed = Arc::new(config.clone());
         let settings = self.clone();
         let builder = move |config: Config| settings.fred_builder(config);
         let cluster = match config.server {
@@ -304,6 +320,8 @@ impl RedisStoreBuilder {
             pool_started: Arc::new(Once::new()),
             cluster,
             description,
+            config: parsed,
+            settings: Arc::new(self),
         })
     }
 
@@ -410,7 +428,7 @@ pub(super) fn map_error(error: &FredError) -> StoreError {
 
 /// Per-command options: while a connection is down, fail at once (a miss) instead of queueing
 /// behind the reconnect; `timeout` replaces the command timeout.
-fn fail_fast(timeout: Option<Duration>) -> Options {
+pub(super) fn fail_fast(timeout: Option<Duration>) -> Options {
     Options {
         fail_fast: true,
         timeout,

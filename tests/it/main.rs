@@ -19,6 +19,8 @@
 //! - [`hostile`]: hostile input. [`security`]: TLS, credentials, logs.
 //! - [`keys`]: canonical keys against the reference canonicaliser.
 //! - [`metrics`]: what the `metrics` facade reports, through a debugging recorder.
+//! - [`near_cache`]: the near cache's coherence across instances, its TTL and byte bounds, and
+//!   its flush on every fault.
 //! - [`request_path`]: any request body, hyper and tower-http interop, the builder, the breaker
 //!   before body work, write-backs bounded by bytes.
 //! - [`compose`]: `compose.yaml`'s settings on a live server.
@@ -41,6 +43,7 @@ mod hostile;
 mod invalidation;
 mod keys;
 mod metrics;
+mod near_cache;
 mod request_path;
 mod security;
 mod stale;
