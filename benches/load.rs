@@ -17,6 +17,9 @@
 //!   `SET key value EX 3600` and returns the response. The figure the crate must reach.
 //! - `memory`: the layer over [`MemoryStore::default()`](MemoryStore::default) (64 MiB) (no Redis): the
 //!   middleware's own cost.
+//! - `near`: the layer over a [`NearCache`] (64 MiB) in front of `RedisStore::connect`: hot hits
+//!   from process memory, kept coherent by client tracking. Warm means every path was a near
+//!   hit in the last pass.
 //!
 //! The bench starts a private `redis-server` on a free loopback port (`--save "" --appendonly no
 //! --bind 127.0.0.1`, never the shared 6379; killed when the bench ends, panics included), then
@@ -113,7 +116,9 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use tower_redis_cache::{CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore};
+use tower_redis_cache::{
+    CacheLayer, Entity, KeyFactory, MemoryStore, NearCache, Policy, RedisStore,
+};
 
 /// The prefix of a variant served by the baseline build (`LOAD_BASE_BIN`).
 const BASE_PREFIX: &str = "base:";
@@ -149,6 +154,8 @@ enum Kind {
     Layer(Option<usize>),
     Floor,
     Memory,
+    /// The layer over a [`NearCache`] in front of `RedisStore::connect`.
+    Near,
 }
 
 impl Kind {
@@ -157,17 +164,18 @@ impl Kind {
             "layer" => Kind::Layer(None),
             "floor" => Kind::Floor,
             "memory" => Kind::Memory,
+            "near" => Kind::Near,
             _ => match name.strip_prefix("layer-pool").map(str::parse::<usize>) {
                 Some(Ok(n)) if n > 0 => Kind::Layer(Some(n)),
                 _ => panic!(
-                    "unknown variant {name:?}: expected layer, layer-poolN (N >= 1), floor or memory"
+                    "unknown variant {name:?}: expected layer, layer-poolN (N >= 1), floor, memory or near"
                 ),
             },
         }
     }
 
     fn is_layer(self) -> bool {
-        matches!(self, Kind::Layer(_) | Kind::Memory)
+        matches!(self, Kind::Layer(_) | Kind::Memory | Kind::Near)
     }
 
     fn uses_redis(self) -> bool {
@@ -191,13 +199,15 @@ struct Counts {
     write_errors: u64,
     writes_dropped: u64,
     handler_runs: u64,
+    /// Lookups the near cache answered (the `near` variant only).
+    near_hits: u64,
 }
 
 impl Counts {
     fn render(&self) -> String {
         format!(
             "hits={} misses={} bypasses={} lookup_errors={} circuit_open={} writes={} \
-             write_errors={} writes_dropped={} handler_runs={}\n",
+             write_errors={} writes_dropped={} handler_runs={} near_hits={}\n",
             self.hits,
             self.misses,
             self.bypasses,
@@ -206,7 +216,8 @@ impl Counts {
             self.writes,
             self.write_errors,
             self.writes_dropped,
-            self.handler_runs
+            self.handler_runs,
+            self.near_hits
         )
     }
 
@@ -227,6 +238,7 @@ impl Counts {
             write_errors: get("write_errors"),
             writes_dropped: get("writes_dropped"),
             handler_runs: get("handler_runs"),
+            near_hits: get("near_hits"),
         }
     }
 
@@ -241,6 +253,7 @@ impl Counts {
             write_errors: self.write_errors - before.write_errors,
             writes_dropped: self.writes_dropped - before.writes_dropped,
             handler_runs: self.handler_runs - before.handler_runs,
+            near_hits: self.near_hits - before.near_hits,
         }
     }
 }
@@ -344,7 +357,8 @@ fn serve(name: &str) {
         let keys = || KeyFactory::new("monps", "bench", "v1");
         type StatsFn = Arc<dyn Fn() -> Counts + Send + Sync>;
         let (route, stats): (_, StatsFn) = match kind {
-            Kind::Layer(_) | Kind::Memory => {
+            Kind::Layer(_) | Kind::Memory | Kind::Near => {
+                let mut near = None;
                 let cache = match kind {
                     Kind::Layer(None) => CacheLayer::new(
                         RedisStore::connect(&url())
@@ -360,6 +374,14 @@ fn serve(name: &str) {
                             .expect("connect the store"),
                         keys(),
                     ),
+                    Kind::Near => {
+                        let redis = RedisStore::connect(&url())
+                            .await
+                            .expect("connect the store");
+                        let store = NearCache::builder(redis).build().expect("a near cache");
+                        near = Some(store.clone());
+                        CacheLayer::new(store, keys())
+                    }
                     _ => CacheLayer::new(MemoryStore::default(), keys()),
                 };
                 let route = get(handler).route_layer(cache.policy(policy()));
@@ -376,6 +398,7 @@ fn serve(name: &str) {
                         write_errors: s.write_errors,
                         writes_dropped: s.writes_dropped,
                         handler_runs: runs.load(Relaxed),
+                        near_hits: near.as_ref().map_or(0, |n| n.stats().hits),
                     }
                 };
                 (route, Arc::new(stats) as StatsFn)
@@ -405,6 +428,7 @@ fn serve(name: &str) {
                     write_errors: counters.write_errors.load(Relaxed),
                     writes_dropped: 0,
                     handler_runs: runs.load(Relaxed),
+                    near_hits: 0,
                 };
                 (route, Arc::new(stats) as StatsFn)
             }
@@ -964,7 +988,8 @@ fn warm_up(server: &Server, kind: Kind, redis: &RedisServer) {
         let all_hits = pass.hits == PATHS as u64
             && pass.misses == 0
             && pass.handler_runs == 0
-            && (!kind.is_layer() || tagged_hits == PATHS);
+            && (!kind.is_layer() || tagged_hits == PATHS)
+            && (kind != Kind::Near || pass.near_hits == PATHS as u64);
         if all_hits {
             break;
         }

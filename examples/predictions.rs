@@ -62,6 +62,9 @@
 //!   `rediss://`, `redis-cluster://`, `redis-sentinel://`, credentials in the URL). When no Redis
 //!   answers within the connection timeout, the app logs one warning and caches in a
 //!   [`MemoryStore`] (per process) instead. Credentials are never logged.
+//! - `NEAR_CACHE_BYTES` (unset: off): with Redis, keep hot entries in process memory too, up
+//!   to this many bytes, in a [`NearCache`] kept coherent with Redis by client tracking (RESP3).
+//!   `/stats` then shows its hits, bytes and flushes under `near_cache`.
 //! - `APP_ENV` (default `dev`): the `{env}` field of the keys, `monps:{env}:v1:…`.
 //! - `RUST_LOG` (default `info`).
 
@@ -83,8 +86,8 @@ use std::{
     time::Duration,
 };
 use tower_redis_cache::{
-    CacheLayer, CacheStats, Entity, Invalidator, KeyFactory, MemoryStore, Policy, RedisStore,
-    Store, StoreError, StoreErrorKind,
+    CacheLayer, CacheStats, Entity, Invalidator, KeyFactory, MemoryStore, NearCache,
+    NearCacheStats, Policy, RedisStore, Store, StoreError, StoreErrorKind,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -108,6 +111,8 @@ struct AppState {
     metrics: PrometheusHandle,
     /// The Redis store, for `INFO` in `/stats` (`None` on the in-process store).
     redis: Option<RedisStore>,
+    /// The near cache in front of Redis, when `NEAR_CACHE_BYTES` is set.
+    near: Option<NearCache>,
 }
 
 /// The response header in which handlers name the tags of a response.
@@ -130,14 +135,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bind = env_or("BIND", "127.0.0.1:3000");
     let redis_url = env_or("REDIS_URL", "redis://127.0.0.1:6379");
     let app_env = env_or("APP_ENV", "dev");
+    let near_bytes =
+        match std::env::var("NEAR_CACHE_BYTES") {
+            Ok(bytes) => Some(bytes.trim().parse::<u64>().map_err(|_| {
+                format!("NEAR_CACHE_BYTES must be a number of bytes, not {bytes:?}")
+            })?),
+            Err(_) => None,
+        };
 
     // Pick the store at run time: Redis when it answers, else the in-process store.
-    let mut redis = None;
+    let (mut redis, mut near) = (None, None);
     let store: Arc<dyn Store> = match RedisStore::connect(&redis_url).await {
         Ok(store) => {
             tracing::info!("caching in Redis at {}", without_credentials(&redis_url));
             redis = Some(store.clone());
-            Arc::new(store)
+            match near_bytes {
+                Some(bytes) => {
+                    let near_cache = NearCache::builder(store).max_bytes(bytes).build()?;
+                    tracing::info!(
+                        "near cache on: up to {bytes} bytes of hot entries in process memory, \
+                         kept coherent with Redis by client tracking"
+                    );
+                    near = Some(near_cache.clone());
+                    Arc::new(near_cache)
+                }
+                None => Arc::new(store),
+            }
         }
         Err(error) => {
             let problem = match error.kind() {
@@ -149,6 +172,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                  responses are cached per process only",
                 without_credentials(&redis_url),
             );
+            if near_bytes.is_some() {
+                tracing::warn!(
+                    "NEAR_CACHE_BYTES is ignored: the near cache sits in front of Redis"
+                );
+            }
             Arc::new(MemoryStore::default())
         }
     };
@@ -161,6 +189,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cache: cache.clone(),
         metrics,
         redis,
+        near,
     };
     let by_match = Entity::path_segment(1).prefix("m_");
 
@@ -421,12 +450,18 @@ async fn stats(State(state): State<AppState>) -> Response {
         Some(redis) => redis_figures(redis).await,
         None => Value::Null,
     };
+    let store = match (&state.redis, &state.near) {
+        (Some(_), Some(_)) => "redis+near",
+        (Some(_), None) => "redis",
+        (None, _) => "memory",
+    };
     Json(json!({
-        "store": if state.redis.is_some() { "redis" } else { "memory" },
+        "store": store,
         "namespaces": namespaces,
         "totals": totals,
         "handler_runs": handler_runs,
         "redis": redis,
+        "near_cache": state.near.as_ref().map(|near| near_figures(&near.stats())),
     }))
     .into_response()
 }
@@ -441,6 +476,17 @@ fn figures(s: &CacheStats) -> Value {
         "stale": s.stale, "coalesced": s.coalesced, "bypasses": s.bypasses,
         "lookup_errors": s.lookup_errors, "writes": s.writes,
         "write_errors": s.write_errors, "writes_dropped": s.writes_dropped,
+    })
+}
+
+/// The near cache's counters in `/stats`, with its hit rate (`null` before any lookup).
+fn near_figures(s: &NearCacheStats) -> Value {
+    let looked_up = s.hits + s.misses + s.passed;
+    let hit_rate = (looked_up > 0).then(|| s.hits as f64 / looked_up as f64);
+    json!({
+        "tracking": s.tracking, "hits": s.hits, "misses": s.misses, "passed": s.passed,
+        "hit_rate": hit_rate, "fills": s.fills, "invalidations": s.invalidations,
+        "flushes": s.flushes, "entries": s.entries, "bytes": s.bytes,
     })
 }
 

@@ -54,10 +54,14 @@ const EVENT_CAPACITY: usize = 16 * 1024;
 /// has dropped what it covered.
 ///
 /// It never serves in silence what Redis may have changed: on a disconnect, a reconnect, a
-/// topology change, a lost tracking message, or a heartbeat unanswered for
-/// [`max_silence`](NearCacheBuilder::max_silence), it empties itself and passes every lookup
-/// to Redis until tracking is back. With Redis unreachable it serves nothing at all once
-/// `max_silence` has passed.
+/// topology change, a lost tracking message, a heartbeat unanswered for
+/// [`max_silence`](NearCacheBuilder::max_silence), or a flushed Redis (the heartbeat reads a
+/// canary key, `tower-redis-cache:near-canary`, one per primary), it empties itself and passes
+/// every lookup to Redis until tracking is back. With Redis unreachable it serves nothing at
+/// all once `max_silence` has passed.
+///
+/// It is chosen per layer: a route that must always read Redis gets a layer on the
+/// [`RedisStore`] itself; both layers share the same entries in Redis.
 ///
 /// ```no_run
 /// use tower_redis_cache::{NearCache, RedisStore};
@@ -122,6 +126,8 @@ pub(super) enum Flush {
     Missed,
     /// No heartbeat came back within `max_silence`.
     Silence,
+    /// A canary key is gone: Redis was flushed (or restarted empty).
+    Emptied,
 }
 
 impl Flush {
@@ -132,6 +138,7 @@ impl Flush {
             Self::Topology => "topology",
             Self::Missed => "missed-message",
             Self::Silence => "silence",
+            Self::Emptied => "emptied",
         }
     }
 }
@@ -239,7 +246,8 @@ impl NearCacheBuilder {
         self
     }
 
-    /// How often each tracking connection is checked with a `PING` (default 100 ms).
+    /// How often each tracking connection is checked (default 100 ms): an `EXISTS` of the
+    /// canary key, which also finds a flushed Redis.
     pub fn heartbeat(mut self, every: Duration) -> Self {
         self.heartbeat = every.max(Duration::from_millis(1));
         self

@@ -1,14 +1,21 @@
 //! The near cache's tracking task: turns client tracking on (again after every reconnect, as
 //! fred does not), hands Redis's invalidation messages to the near cache, and checks each
 //! tracking connection with a heartbeat. Any doubt flushes the near cache.
+//!
+//! The heartbeat is an `EXISTS` of a *canary* key on each primary, written when tracking is
+//! turned on: `FLUSHALL` and `FLUSHDB` send an invalidation without keys, which fred does not
+//! pass on, and a server restarted empty may answer before the reconnect is noticed; either
+//! way the canary is gone, and the near cache is flushed.
 
 use super::near_cache::{Flush, Shared};
 use fred::{
     clients::Client,
     interfaces::{
-        ClientInterface, ClientLike, ClusterInterface, EventInterface, TrackingInterface,
+        ClientInterface, ClientLike, ClusterInterface, EventInterface, KeysInterface,
+        TrackingInterface,
     },
     types::config::Server,
+    util::redis_keyslot,
 };
 use std::{
     collections::HashMap,
@@ -21,6 +28,9 @@ use tokio::sync::{broadcast::error::RecvError, broadcast::error::TryRecvError, m
 
 type Barrier = oneshot::Sender<()>;
 type Heartbeat = Pin<Box<dyn Future<Output = Result<Instant, Flush>> + Send>>;
+
+/// The canary keys' prefix: one key per primary, a byte long, without expiry.
+const CANARY: &str = "tower-redis-cache:near-canary";
 
 /// Runs until every handle of the near cache is dropped.
 pub(super) async fn run(shared: Weak<Shared>, mut barriers: mpsc::UnboundedReceiver<Barrier>) {
@@ -40,7 +50,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut barriers: mpsc::UnboundedRecei
         let (heartbeat, max_silence) = (near.heartbeat, near.max_silence());
         drop(near);
         match establish(&client, max_silence.max(Duration::from_secs(1))).await {
-            Ok((tracked, sent)) => {
+            Ok((tracked, canaries, sent)) => {
                 // What happened while tracking was off concerns nothing held now.
                 events.drain();
                 let Some(near) = shared.upgrade() else { break };
@@ -48,6 +58,23 @@ pub(super) async fn run(shared: Weak<Shared>, mut barriers: mpsc::UnboundedRecei
                     continue;
                 }
                 near.resume(tracked, sent);
+                drop(near);
+                let reason = watch(
+                    &shared,
+                    &client,
+                    &canaries,
+                    &mut events,
+                    &mut barriers,
+                    heartbeat,
+                )
+                .await;
+                match reason {
+                    Some(reason) => match shared.upgrade() {
+                        Some(near) => near.flush(reason),
+                        None => break,
+                    },
+                    None => break,
+                }
             }
             Err(error) => {
                 tracing::debug!(%error, "near cache: client tracking not on yet");
@@ -55,13 +82,6 @@ pub(super) async fn run(shared: Weak<Shared>, mut barriers: mpsc::UnboundedRecei
                 tokio::time::sleep(heartbeat).await;
                 continue;
             }
-        }
-        match watch(&shared, &client, &mut events, &mut barriers, heartbeat).await {
-            Some(reason) => match shared.upgrade() {
-                Some(near) => near.flush(reason),
-                None => break,
-            },
-            None => break,
         }
     }
     let _ = client.quit().await;
@@ -91,17 +111,25 @@ impl Events {
     }
 }
 
-/// Turns tracking on for every connection; the connections it is on for, and when the command
-/// was sent.
+/// Writes a canary on every primary and turns tracking on for every connection; the
+/// connections it is on for, the canaries, and when the command was sent.
 async fn establish(
     client: &Client,
     timeout: Duration,
-) -> Result<(HashMap<Server, i64>, Instant), String> {
+) -> Result<(HashMap<Server, i64>, Vec<String>, Instant), String> {
     tokio::time::timeout(timeout, client.wait_for_connect())
         .await
         .map_err(|_| "not connected".to_owned())?
         .map_err(|e| e.to_string())?;
     let before = client.connection_ids();
+    let canaries = canaries(client, before.len());
+    let writes = canaries
+        .iter()
+        .map(|key| client.set::<(), _, _>(key.as_str(), 1, None, None, false));
+    tokio::time::timeout(timeout, futures_util::future::try_join_all(writes))
+        .await
+        .map_err(|_| "the canary writes timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
     let sent = Instant::now();
     tokio::time::timeout(
         timeout,
@@ -122,8 +150,35 @@ async fn establish(
         if primaries.is_empty() || primaries.iter().any(|p| !after.contains_key(p)) {
             return Err("not every primary has a tracking connection".to_owned());
         }
+        if canaries.len() != primaries.len() {
+            return Err("no canary key for every primary".to_owned());
+        }
     }
-    Ok((after, sent))
+    Ok((after, canaries, sent))
+}
+
+/// One canary key per primary: on Cluster, the first of `CANARY:{n}` in each primary's slots.
+fn canaries(client: &Client, connections: usize) -> Vec<String> {
+    let Some(routing) = client
+        .cached_cluster_state()
+        .filter(|_| client.is_clustered())
+    else {
+        return vec![CANARY.to_owned()];
+    };
+    let mut wanted: Vec<Server> = routing.unique_primary_nodes();
+    let mut keys = Vec::with_capacity(connections);
+    for n in 0..100_000u32 {
+        if wanted.is_empty() {
+            break;
+        }
+        let key = format!("{CANARY}:{{{n}}}");
+        let owner = routing.get_server(redis_keyslot(key.as_bytes()));
+        if let Some(at) = owner.and_then(|owner| wanted.iter().position(|w| w == owner)) {
+            wanted.swap_remove(at);
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// Hands invalidations to the near cache and checks the connections until something calls for
@@ -131,6 +186,7 @@ async fn establish(
 async fn watch(
     shared: &Weak<Shared>,
     client: &Client,
+    canaries: &[String],
     events: &mut Events,
     barriers: &mut mpsc::UnboundedReceiver<Barrier>,
     every: Duration,
@@ -176,7 +232,7 @@ async fn watch(
                 answered_now.drain(..).for_each(|b| { let _ = b.send(()); });
                 if !answered_next.is_empty() {
                     answered_now.append(&mut answered_next);
-                    beat = Some(heartbeat(client.clone(), near.tracked(), near.max_silence()));
+                    beat = Some(heartbeat(client.clone(), canaries.to_vec(), near.max_silence()));
                 }
             },
             barrier = barriers.recv() => {
@@ -184,7 +240,7 @@ async fn watch(
                 if beat.is_none() {
                     answered_now.push(barrier);
                     let near = shared.upgrade()?;
-                    beat = Some(heartbeat(client.clone(), near.tracked(), near.max_silence()));
+                    beat = Some(heartbeat(client.clone(), canaries.to_vec(), near.max_silence()));
                 } else {
                     answered_next.push(barrier);
                 }
@@ -192,30 +248,25 @@ async fn watch(
             _ = tick.tick() => {
                 let near = shared.upgrade()?;
                 if beat.is_none() {
-                    beat = Some(heartbeat(client.clone(), near.tracked(), near.max_silence()));
+                    beat = Some(heartbeat(client.clone(), canaries.to_vec(), near.max_silence()));
                 }
             },
         }
     }
 }
 
-/// A `PING` on every tracking connection, bounded by `timeout`; when it was sent.
-fn heartbeat(client: Client, tracked: HashMap<Server, i64>, timeout: Duration) -> Heartbeat {
+/// An `EXISTS` of the canary on every primary (so on every tracking connection), bounded by
+/// `timeout`; when it was sent.
+fn heartbeat(client: Client, canaries: Vec<String>, timeout: Duration) -> Heartbeat {
     Box::pin(async move {
         let sent = Instant::now();
-        let pings = tracked.into_keys().map(|server| {
-            let client = client.clone();
-            async move {
-                if client.is_clustered() {
-                    client.with_cluster_node(server).ping::<()>(None).await
-                } else {
-                    client.ping::<()>(None).await
-                }
-            }
-        });
-        match tokio::time::timeout(timeout, futures_util::future::join_all(pings)).await {
+        let checks = canaries
+            .iter()
+            .map(|key| client.exists::<i64, _>(key.as_str()));
+        match tokio::time::timeout(timeout, futures_util::future::join_all(checks)).await {
             Err(_) => Err(Flush::Silence),
             Ok(results) if results.iter().any(Result::is_err) => Err(Flush::Disconnect),
+            Ok(results) if results.iter().any(|found| found != &Ok(1)) => Err(Flush::Emptied),
             Ok(_) => Ok(sent),
         }
     })

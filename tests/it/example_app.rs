@@ -44,8 +44,14 @@ struct App {
 
 impl App {
     fn start(redis: &RedisServer) -> Self {
+        Self::start_with(redis, &[])
+    }
+
+    /// Starts the example with `envs` set on top of the test's own.
+    fn start_with(redis: &RedisServer, envs: &[(&str, &str)]) -> Self {
         let port = ephemeral_port();
         let child = Command::new(example("predictions"))
+            .envs(envs.iter().copied())
             .env("BIND", format!("127.0.0.1:{port}"))
             .env("REDIS_URL", redis.url())
             .env("APP_ENV", "example-test")
@@ -135,6 +141,52 @@ fn run_bounded(mut command: Command) -> Output {
         .recv_timeout(PROCESS_TIMEOUT)
         .expect("the process did not stop by itself")
         .expect("process output")
+}
+
+#[test]
+fn near_cache_bytes_turns_the_near_cache_on() {
+    let redis = RedisServer::start();
+    let app = App::start_with(&redis, &[("NEAR_CACHE_BYTES", "1048576")]);
+    let config = r#"{"risk":"low"}"#;
+    app.request("POST", "/matches/8/prediction", config);
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    // Hits until one comes from process memory (tracking on, the entry filled from Redis).
+    while app.stats()["near_cache"]["hits"].as_u64() < Some(1) {
+        assert!(Instant::now() < deadline, "no near hit: {}", app.stats());
+        app.request("POST", "/matches/8/prediction", config);
+    }
+    let stats = app.stats();
+    assert_eq!(stats["store"], "redis+near");
+    let near = &stats["near_cache"];
+    assert_eq!(near["tracking"], true, "{near}");
+    assert_eq!(near["flushes"], 0, "{near}");
+    let bytes = near["bytes"].as_u64().unwrap();
+    assert!(bytes > 0 && bytes <= 1_048_576, "{near}");
+    assert_eq!(stats["handler_runs"]["prediction"], 1);
+    let metrics = app.request("GET", "/metrics", "").body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("tower_redis_cache_near_hits_total ")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_bad_near_cache_bytes_is_refused_clearly() {
+    let redis = RedisServer::start();
+    let mut command = Command::new(example("predictions"));
+    command
+        .env("BIND", format!("127.0.0.1:{}", ephemeral_port()))
+        .env("REDIS_URL", redis.url())
+        .env("NEAR_CACHE_BYTES", "lots");
+    let output = run_bounded(command);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("NEAR_CACHE_BYTES must be a number"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -432,3 +432,22 @@ redis_test!(
         assert_eq!(a.lookup(&key).await.unwrap().as_deref(), Some(&b"60"[..]));
     }
 );
+
+redis_test!(a_flushall_flushes_the_near_cache, |redis| async move {
+    // FLUSHALL's invalidation names no keys (and fred does not pass it on): the heartbeat
+    // finds the canary gone instead.
+    let (a, _, runs) = faulted_instance(&redis.url()).await;
+    match &redis {
+        Redis::Standalone(server) => server.flushall(),
+        Redis::Cluster(cluster) => cluster.flushall(),
+    }
+    flushed(&a).await;
+    eventually("tracking back", || a.near.stats().tracking).await;
+    let reply = send(&a.app, get_req("/items/1")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        runs.get(),
+        2,
+        "Redis was flushed: a miss, not the old entry"
+    );
+});
