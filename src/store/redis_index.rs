@@ -333,8 +333,8 @@ fn raced(age_us: i64, started: Instant) -> bool {
     age_us >= 0 && (age_us as u128) <= elapsed + elapsed / 1000 + 1000
 }
 
-/// A lease token no other write-back holds.
-fn token() -> String {
+/// A token unique to this call (a lease's, a near cache's canary's).
+pub(super) fn token() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static PROCESS: LazyLock<u64> = LazyLock::new(|| {
         let now = std::time::SystemTime::now()

@@ -2,10 +2,11 @@
 //! fred does not), hands Redis's invalidation messages to the near cache, and checks each
 //! tracking connection with a heartbeat. Any doubt flushes the near cache.
 //!
-//! The heartbeat is an `EXISTS` of a *canary* key on each primary, written when tracking is
-//! turned on: `FLUSHALL` and `FLUSHDB` send an invalidation without keys, which fred does not
-//! pass on, and a server restarted empty may answer before the reconnect is noticed; either
-//! way the canary is gone, and the near cache is flushed.
+//! The heartbeat is a `PEXPIRE` of this near cache's own *canary* key on each primary, written
+//! when tracking is turned on (it answers 0 once the key is gone, and keeps the key recently
+//! used, so `allkeys-lru` does not evict it): `FLUSHALL` and `FLUSHDB` send an invalidation
+//! without keys, which fred does not pass on, and a server restarted empty may answer before
+//! the reconnect is noticed; either way the canary is gone, and the near cache is flushed.
 
 use super::near_cache::{Flush, Shared};
 use fred::{
@@ -29,8 +30,12 @@ use tokio::sync::{broadcast::error::RecvError, broadcast::error::TryRecvError, m
 type Barrier = oneshot::Sender<()>;
 type Heartbeat = Pin<Box<dyn Future<Output = Result<Instant, Flush>> + Send>>;
 
-/// The canary keys' prefix: one key per primary, a byte long, without expiry.
+/// The canary keys' prefix: one key per primary and near cache, a byte long.
 const CANARY: &str = "tower-redis-cache:near-canary";
+/// A canary outlives its near cache by this much (each heartbeat sets it again).
+const CANARY_TTL_MS: i64 = 60_000;
+/// Consecutive failures to turn tracking on before a warning (then one per this many).
+const WARN_AFTER: u32 = 50;
 
 /// Runs until every handle of the near cache is dropped.
 pub(super) async fn run(shared: Weak<Shared>, mut barriers: mpsc::UnboundedReceiver<Barrier>) {
@@ -45,39 +50,47 @@ pub(super) async fn run(shared: Weak<Shared>, mut barriers: mpsc::UnboundedRecei
         changes: client.cluster_change_rx(),
     };
     client.connect();
+    // This near cache's canaries, apart from every other instance's.
+    let instance = super::redis_index::token();
+    let mut failures = 0u32;
     loop {
         let Some(near) = shared.upgrade() else { break };
         let (heartbeat, max_silence) = (near.heartbeat, near.max_silence());
         drop(near);
-        match establish(&client, max_silence.max(Duration::from_secs(1))).await {
+        let timeout = max_silence.max(Duration::from_secs(1));
+        match establish(&client, &instance, &mut events, timeout).await {
             Ok((tracked, canaries, sent)) => {
-                // What happened while tracking was off concerns nothing held now.
-                events.drain();
+                failures = 0;
                 let Some(near) = shared.upgrade() else { break };
                 if tracked != client.connection_ids() {
                     continue;
                 }
                 near.resume(tracked, sent);
                 drop(near);
-                let reason = watch(
-                    &shared,
-                    &client,
-                    &canaries,
-                    &mut events,
-                    &mut barriers,
-                    heartbeat,
-                )
-                .await;
-                match reason {
-                    Some(reason) => match shared.upgrade() {
-                        Some(near) => near.flush(reason),
-                        None => break,
-                    },
-                    None => break,
+                let mut waiting = Vec::new();
+                let watched = Watched {
+                    client: &client,
+                    canaries: &canaries,
+                    every: heartbeat,
+                };
+                let reason = watched
+                    .watch(&shared, &mut events, &mut barriers, &mut waiting)
+                    .await;
+                // Flushed before the barriers waiting are let go: their invalidations must
+                // not be served once their callers go on.
+                match (reason, shared.upgrade()) {
+                    (Some(reason), Some(near)) => near.flush(reason),
+                    _ => break,
                 }
+                drop(waiting);
             }
             Err(error) => {
-                tracing::debug!(%error, "near cache: client tracking not on yet");
+                failures += 1;
+                if failures % WARN_AFTER == 0 {
+                    tracing::warn!(%error, failures, "near cache: client tracking cannot be turned on");
+                } else {
+                    tracing::debug!(%error, "near cache: client tracking not on yet");
+                }
                 answer_all(&mut barriers);
                 tokio::time::sleep(heartbeat).await;
                 continue;
@@ -115,17 +128,23 @@ impl Events {
 /// connections it is on for, the canaries, and when the command was sent.
 async fn establish(
     client: &Client,
+    instance: &str,
+    events: &mut Events,
     timeout: Duration,
 ) -> Result<(HashMap<Server, i64>, Vec<String>, Instant), String> {
     tokio::time::timeout(timeout, client.wait_for_connect())
         .await
         .map_err(|_| "not connected".to_owned())?
         .map_err(|e| e.to_string())?;
+    // What happened while tracking was off concerns nothing held now; what happens from here
+    // on is watched.
+    events.drain();
     let before = client.connection_ids();
-    let canaries = canaries(client, before.len());
-    let writes = canaries
-        .iter()
-        .map(|key| client.set::<(), _, _>(key.as_str(), 1, None, None, false));
+    let canaries = canaries(client, instance, before.len());
+    let writes = canaries.iter().map(|key| {
+        let expiry = Some(fred::types::Expiration::PX(CANARY_TTL_MS));
+        client.set::<(), _, _>(key.as_str(), 1, expiry, None, false)
+    });
     tokio::time::timeout(timeout, futures_util::future::try_join_all(writes))
         .await
         .map_err(|_| "the canary writes timed out".to_owned())?
@@ -157,13 +176,14 @@ async fn establish(
     Ok((after, canaries, sent))
 }
 
-/// One canary key per primary: on Cluster, the first of `CANARY:{n}` in each primary's slots.
-fn canaries(client: &Client, connections: usize) -> Vec<String> {
+/// One canary key per primary: on Cluster, the first of `CANARY:{n}:instance` in each
+/// primary's slots.
+fn canaries(client: &Client, instance: &str, connections: usize) -> Vec<String> {
     let Some(routing) = client
         .cached_cluster_state()
         .filter(|_| client.is_clustered())
     else {
-        return vec![CANARY.to_owned()];
+        return vec![format!("{CANARY}:{instance}")];
     };
     let mut wanted: Vec<Server> = routing.unique_primary_nodes();
     let mut keys = Vec::with_capacity(connections);
@@ -171,7 +191,7 @@ fn canaries(client: &Client, connections: usize) -> Vec<String> {
         if wanted.is_empty() {
             break;
         }
-        let key = format!("{CANARY}:{{{n}}}");
+        let key = format!("{CANARY}:{{{n}}}:{instance}");
         let owner = routing.get_server(redis_keyslot(key.as_bytes()));
         if let Some(at) = owner.and_then(|owner| wanted.iter().position(|w| w == owner)) {
             wanted.swap_remove(at);
@@ -181,88 +201,133 @@ fn canaries(client: &Client, connections: usize) -> Vec<String> {
     keys
 }
 
-/// Hands invalidations to the near cache and checks the connections until something calls for
-/// a flush (its reason), or the near cache is dropped (`None`).
-async fn watch(
-    shared: &Weak<Shared>,
-    client: &Client,
-    canaries: &[String],
-    events: &mut Events,
-    barriers: &mut mpsc::UnboundedReceiver<Barrier>,
+/// What the watch of one tracking session needs.
+struct Watched<'a> {
+    client: &'a Client,
+    canaries: &'a [String],
     every: Duration,
-) -> Option<Flush> {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut beat: Option<Heartbeat> = None;
-    // Barriers answered by the heartbeat in flight, and those waiting for the next one (a
-    // heartbeat sent before a barrier was asked for does not answer it).
-    let mut answered_now: Vec<Barrier> = Vec::new();
-    let mut answered_next: Vec<Barrier> = Vec::new();
-    loop {
-        tokio::select! {
-            biased;
-            message = events.invalidations.recv() => match message {
-                Ok(message) => shared.upgrade()?.invalidated(message.keys.iter().map(|k| k.as_bytes())),
-                Err(RecvError::Lagged(_)) => return Some(Flush::Missed),
-                Err(RecvError::Closed) => return None,
-            },
-            _ = events.reconnects.recv() => return Some(Flush::Reconnect),
-            _ = events.errors.recv() => return Some(Flush::Disconnect),
-            _ = events.changes.recv() => return Some(Flush::Topology),
-            result = async { beat.as_mut().expect("guarded").await }, if beat.is_some() => {
-                beat = None;
-                let sent = match result {
-                    Ok(sent) => sent,
-                    Err(reason) => return Some(reason),
-                };
-                // Every message sent before the heartbeat's answer is waiting now: handle them.
-                let near = shared.upgrade()?;
-                loop {
-                    match events.invalidations.try_recv() {
-                        Ok(message) => near.invalidated(message.keys.iter().map(|k| k.as_bytes())),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Lagged(_)) => return Some(Flush::Missed),
-                        Err(TryRecvError::Closed) => return None,
+}
+
+/// The barriers the heartbeat in flight answers, and those waiting for the next one (a
+/// heartbeat sent before a barrier was asked for does not answer it).
+#[derive(Default)]
+struct Waiting {
+    now: Vec<Barrier>,
+    next: Vec<Barrier>,
+}
+
+impl Watched<'_> {
+    /// A heartbeat to send now.
+    fn heartbeat(&self, near: &Shared) -> Heartbeat {
+        heartbeat(
+            self.client.clone(),
+            self.canaries.to_vec(),
+            near.max_silence(),
+        )
+    }
+
+    /// Hands invalidations to the near cache and checks the connections until something calls
+    /// for a flush (its reason), or the near cache is dropped (`None`). Barriers not answered
+    /// are left in `waiting`, for the caller to let go once it has flushed.
+    async fn watch(
+        &self,
+        shared: &Weak<Shared>,
+        events: &mut Events,
+        barriers: &mut mpsc::UnboundedReceiver<Barrier>,
+        waiting: &mut Vec<Barrier>,
+    ) -> Option<Flush> {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat: Option<Heartbeat> = None;
+        let mut barriers_of = Waiting::default();
+        let reason = loop {
+            // The rare events first: a steady stream of invalidations must not hold them up.
+            tokio::select! {
+                biased;
+                _ = events.reconnects.recv() => break Some(Flush::Reconnect),
+                _ = events.errors.recv() => break Some(Flush::Disconnect),
+                _ = events.changes.recv() => break Some(Flush::Topology),
+                result = async { beat.as_mut().expect("guarded").await }, if beat.is_some() => {
+                    beat = None;
+                    let sent = match result {
+                        Ok(sent) => sent,
+                        Err(reason) => break Some(reason),
+                    };
+                    let Some(near) = shared.upgrade() else { break None };
+                    // Every message sent before the heartbeat's answer is waiting: handle them.
+                    if let Err(reason) = drain(&near, &mut events.invalidations) {
+                        break reason;
                     }
-                }
-                if near.tracked() != client.connection_ids() {
-                    return Some(Flush::Reconnect);
-                }
-                near.confirm(sent);
-                answered_now.drain(..).for_each(|b| { let _ = b.send(()); });
-                if !answered_next.is_empty() {
-                    answered_now.append(&mut answered_next);
-                    beat = Some(heartbeat(client.clone(), canaries.to_vec(), near.max_silence()));
-                }
-            },
-            barrier = barriers.recv() => {
-                let barrier = barrier?;
-                if beat.is_none() {
-                    answered_now.push(barrier);
-                    let near = shared.upgrade()?;
-                    beat = Some(heartbeat(client.clone(), canaries.to_vec(), near.max_silence()));
-                } else {
-                    answered_next.push(barrier);
-                }
-            },
-            _ = tick.tick() => {
-                let near = shared.upgrade()?;
-                if beat.is_none() {
-                    beat = Some(heartbeat(client.clone(), canaries.to_vec(), near.max_silence()));
-                }
-            },
+                    if near.tracked() != self.client.connection_ids() {
+                        break Some(Flush::Reconnect);
+                    }
+                    near.confirm(sent);
+                    barriers_of.now.drain(..).for_each(|b| { let _ = b.send(()); });
+                    if !barriers_of.next.is_empty() {
+                        barriers_of.now.append(&mut barriers_of.next);
+                        beat = Some(self.heartbeat(&near));
+                    }
+                },
+                barrier = barriers.recv() => {
+                    let Some(barrier) = barrier else { break None };
+                    let Some(near) = shared.upgrade() else { break None };
+                    if beat.is_none() {
+                        barriers_of.now.push(barrier);
+                        beat = Some(self.heartbeat(&near));
+                    } else {
+                        barriers_of.next.push(barrier);
+                    }
+                },
+                _ = tick.tick() => {
+                    let Some(near) = shared.upgrade() else { break None };
+                    // Turned off from outside (a barrier that timed out): start again.
+                    if !near.is_tracking() {
+                        break Some(Flush::Silence);
+                    }
+                    if beat.is_none() {
+                        beat = Some(self.heartbeat(&near));
+                    }
+                },
+                message = events.invalidations.recv() => match message {
+                    Ok(message) => match shared.upgrade() {
+                        Some(near) => near.invalidated(message.keys.iter().map(|k| k.as_bytes())),
+                        None => break None,
+                    },
+                    Err(RecvError::Lagged(_)) => break Some(Flush::Missed),
+                    Err(RecvError::Closed) => break None,
+                },
+            }
+        };
+        waiting.append(&mut barriers_of.now);
+        waiting.append(&mut barriers_of.next);
+        reason
+    }
+}
+
+/// Hands every invalidation waiting to `near`; `Err` with what to do when some were lost or the
+/// channel closed.
+fn drain(
+    near: &Shared,
+    invalidations: &mut tokio::sync::broadcast::Receiver<fred::types::client::Invalidation>,
+) -> Result<(), Option<Flush>> {
+    loop {
+        match invalidations.try_recv() {
+            Ok(message) => near.invalidated(message.keys.iter().map(|k| k.as_bytes())),
+            Err(TryRecvError::Empty) => return Ok(()),
+            Err(TryRecvError::Lagged(_)) => return Err(Some(Flush::Missed)),
+            Err(TryRecvError::Closed) => return Err(None),
         }
     }
 }
 
-/// An `EXISTS` of the canary on every primary (so on every tracking connection), bounded by
-/// `timeout`; when it was sent.
+/// A `PEXPIRE` of the canary on every primary (so a command on every tracking connection),
+/// bounded by `timeout`; when it was sent. It answers 0 for a canary that is gone.
 fn heartbeat(client: Client, canaries: Vec<String>, timeout: Duration) -> Heartbeat {
     Box::pin(async move {
         let sent = Instant::now();
         let checks = canaries
             .iter()
-            .map(|key| client.exists::<i64, _>(key.as_str()));
+            .map(|key| client.pexpire::<i64, _>(key.as_str(), CANARY_TTL_MS, None));
         match tokio::time::timeout(timeout, futures_util::future::join_all(checks)).await {
             Err(_) => Err(Flush::Silence),
             Ok(results) if results.iter().any(Result::is_err) => Err(Flush::Disconnect),

@@ -91,8 +91,9 @@ async fn warm(instance: &Instance) -> Reply {
     assert_eq!(first.status, StatusCode::OK);
     let key = item_key("1");
     let layer = &instance.layer;
+    // Stored by this instance, or found there (another instance stored it).
     eventually(&format!("the entry in Redis ({:?})", layer.stats()), || {
-        layer.stats().writes >= 1
+        layer.stats().writes + layer.stats().hits >= 1
     })
     .await;
     let deadline = Instant::now() + WAIT;
@@ -436,12 +437,16 @@ redis_test!(
 redis_test!(a_flushall_flushes_the_near_cache, |redis| async move {
     // FLUSHALL's invalidation names no keys (and fred does not pass it on): the heartbeat
     // finds the canary gone instead.
-    let (a, _, runs) = faulted_instance(&redis.url()).await;
+    // Every instance notices, not only the first (each checks a canary of its own).
+    let (a, version, runs) = faulted_instance(&redis.url()).await;
+    let b = instance(&redis.url(), &version, &runs).await;
+    warm(&b).await;
     match &redis {
         Redis::Standalone(server) => server.flushall(),
         Redis::Cluster(cluster) => cluster.flushall(),
     }
     flushed(&a).await;
+    flushed(&b).await;
     eventually("tracking back", || a.near.stats().tracking).await;
     let reply = send(&a.app, get_req("/items/1")).await;
     assert_eq!(reply.status, StatusCode::OK);
