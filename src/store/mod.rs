@@ -176,6 +176,17 @@ impl fmt::Debug for dyn Store {
     }
 }
 
+/// `Ok` within a Tokio runtime; else the configuration error `builder` (`"X::build"`) returns.
+pub(crate) fn require_runtime(builder: &str) -> Result<(), StoreError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(StoreError::new(
+            StoreErrorKind::Config,
+            format!("{builder} must be called within a Tokio runtime"),
+        )),
+    }
+}
+
 /// Why a store call failed.
 #[derive(Clone, Debug)]
 pub struct StoreError {

@@ -14,7 +14,7 @@
 use super::{
     memory::MemoryStore,
     redis::{fail_fast, map_error},
-    tracking, EntryWrite, Lease, RedisStore, Store, StoreError, StoreErrorKind, StoreFuture,
+    tracking, EntryWrite, Lease, RedisStore, Store, StoreError, StoreFuture,
 };
 use crate::{invalidation::Invalidation, metrics::NearCounters};
 use bytes::Bytes;
@@ -269,12 +269,7 @@ impl NearCacheBuilder {
     /// Builds the near cache and starts its tracking connection in the background; it serves
     /// once tracking is on. Must be called within a Tokio runtime.
     pub fn build(self) -> Result<NearCache, StoreError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(StoreError::new(
-                StoreErrorKind::Config,
-                "NearCacheBuilder::build must be called within a Tokio runtime",
-            ));
-        }
+        super::require_runtime("NearCacheBuilder::build")?;
         let client = self.redis.tracking_client(EVENT_CAPACITY)?;
         let shared = Arc::new(Shared {
             entries: MemoryStore::with_max_bytes(self.max_bytes),

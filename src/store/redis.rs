@@ -215,12 +215,7 @@ impl RedisStoreBuilder {
     ///
     /// Must be called within a Tokio runtime (it spawns the connection tasks).
     pub fn build(self) -> Result<RedisStore, StoreError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(StoreError::new(
-                StoreErrorKind::Config,
-                "RedisStoreBuilder::build must be called within a Tokio runtime",
-            ));
-        }
+        super::require_runtime("RedisStoreBuilder::build")?;
         let store = self.build_pool(false)?;
         match &store.cluster {
             Some(cluster) => cluster.start(),

@@ -306,9 +306,13 @@ fn the_load_generator_reports_the_step_six_figures() {
         runs(&after) - runs(&before),
         "{report}"
     );
+    // One run per key, plus one per lookup that failed or timed out (on a loaded 2-core machine a
+    // lookup can exceed the 50 ms lookup timeout: a miss, the handler runs again).
+    let failed = |stats: &Value| stats["totals"]["lookup_errors"].as_f64().unwrap();
+    let failed_lookups = failed(&after) - failed(&before);
     assert!(
-        number("handler_runs") <= 40.0,
-        "at most one run per key: {report}"
+        number("handler_runs") <= 40.0 + failed_lookups,
+        "at most one run per key and per failed lookup ({failed_lookups}): {report}"
     );
 }
 

@@ -72,11 +72,15 @@ fn item_key(id: &str) -> String {
 
 /// `calls` of `GET` on the node serving `key`, from `INFO commandstats`.
 fn get_calls(redis: &Redis, key: &str) -> u64 {
-    let info = redis.query_for(key, &["INFO", "commandstats"]);
-    let info = format!("{info:?}");
-    let Some(at) = info.find("cmdstat_get:calls=") else {
-        return 0;
+    let info = match redis.query_for(key, &["INFO", "commandstats"]) {
+        crate::support::resp::Reply::Bulk(text) => String::from_utf8(text).expect("INFO is text"),
+        other => panic!("INFO commandstats: {other:?}"),
     };
+    // Present once any GET ran (the warm-up's reads did): a parser that found nothing would
+    // make the comparison vacuous.
+    let at = info
+        .find("cmdstat_get:calls=")
+        .unwrap_or_else(|| panic!("no GET calls in INFO commandstats: {info}"));
     let digits: String = info[at + "cmdstat_get:calls=".len()..]
         .chars()
         .take_while(char::is_ascii_digit)
