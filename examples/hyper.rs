@@ -18,11 +18,11 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, Request, Response, StatusCode};
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{convert::Infallible, io::IsTerminal, sync::Arc, time::Duration};
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_redis_cache::{
-    CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, RequestBody, Store,
+    store::Store, CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, RequestBody,
 };
 
 async fn handler(req: Request<RequestBody<Incoming>>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -39,6 +39,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (fred warns about quitting its stopped clients when no Redis answers: not news here.)
     tracing_subscriber::fmt()
         .with_env_filter("info,fred::commands::impls::server=error")
+        // Colour codes only on a terminal: logs piped to a file or collector stay plain.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let store: Arc<dyn Store> = match std::env::var("REDIS_URL") {
         Ok(url) => match RedisStore::connect(&url).await {

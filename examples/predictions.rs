@@ -79,6 +79,7 @@ use axum::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::{json, Value};
 use std::{
+    io::IsTerminal,
     sync::{
         atomic::{AtomicU64, Ordering::Relaxed},
         Arc,
@@ -86,8 +87,8 @@ use std::{
     time::Duration,
 };
 use tower_redis_cache::{
-    CacheLayer, CacheStats, Entity, Invalidator, KeyFactory, MemoryStore, NearCache,
-    NearCacheStats, Policy, RedisStore, Store, StoreError, StoreErrorKind,
+    store::Store, CacheLayer, CacheStats, Entity, Invalidator, KeyFactory, MemoryStore, NearCache,
+    NearCacheStats, Policy, RedisStore, StoreError, StoreErrorKind,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -127,6 +128,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
+        // Colour codes only on a terminal: logs piped to a file or collector stay plain.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
 
     // The recorder goes in before the cache sees its first request.

@@ -1,19 +1,19 @@
 //! [`CacheLayer`] and its builder: configuration only.
 
 use crate::{
-    body_memo::BodyMemo,
-    breaker::CircuitBreaker,
-    compression::Compression,
-    deadline::Deadlines,
-    invalidator::Invalidator,
-    key::KeyFactory,
+    config_error::ConfigError,
+    entry::Compression,
+    hit::is_token,
+    invalidate::Invalidator,
+    key::{BodyMemo, KeyFactory},
+    observe::stats::{CacheCounters, CacheStats},
     policy::Policy,
     runtime::Runtime,
     service::Cache,
-    stats::{CacheStats, Counters},
-    status::is_token,
-    store::Store,
-    write_budget::WriteBudget,
+    store::{
+        guard::{breaker::CircuitBreaker, budget::WriteBudget, deadline::Deadlines},
+        Store,
+    },
 };
 use std::{any::Any, fmt, sync::Arc, time::Duration};
 use tower_layer::Layer;
@@ -69,12 +69,6 @@ pub struct CacheLayerBuilder {
     coalescing: bool,
     coalescing_timeout: Duration,
     compression: Compression,
-}
-
-/// Why [`CacheLayerBuilder::build`] refused its settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    message: String,
 }
 
 impl CacheLayer {
@@ -242,13 +236,11 @@ impl CacheLayerBuilder {
     /// ```
     pub fn build(self) -> Result<CacheLayer, ConfigError> {
         if !is_token(&self.name) {
-            return Err(ConfigError {
-                message: format!(
-                    "cache name {:?} is not an RFC 8941 token (a letter or `*`, then letters, \
-                     digits or any of :/!#$%&'*+-.^_`|~)",
-                    self.name
-                ),
-            });
+            return Err(ConfigError::new(format!(
+                "cache name {:?} is not an RFC 8941 token (a letter or `*`, then letters, \
+                 digits or any of :/!#$%&'*+-.^_`|~)",
+                self.name
+            )));
         }
         let runtime = Runtime {
             store: self.store,
@@ -264,7 +256,7 @@ impl CacheLayerBuilder {
                 self.max_pending_writes,
                 self.max_pending_write_bytes,
             )),
-            counters: Counters::default(),
+            counters: CacheCounters::default(),
             bodies: BodyMemo::new(),
             tag_header: self.tag_header,
             flights: self.coalescing.then(Arc::default),
@@ -298,14 +290,6 @@ impl fmt::Debug for CacheLayerBuilder {
             .finish_non_exhaustive()
     }
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// `store` behind an `Arc<dyn Store>`, without a second `Arc` when it already is one.
 fn shared(store: impl Store) -> Arc<dyn Store> {

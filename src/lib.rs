@@ -4,7 +4,12 @@
 //! body, allow-listed query parameters and headers — serves hits straight from the store, forwards
 //! misses to the inner service and writes storable responses back with a TTL, without delaying
 //! them. Redis (standalone, Cluster, Sentinel, TLS) is reached through [`RedisStore`] on `fred`;
-//! [`MemoryStore`] is an in-process fallback.
+//! [`NearCache`] keeps hot entries in process memory, coherent with Redis; [`MemoryStore`] is an
+//! in-process fallback.
+//!
+//! What an application uses is at the crate root; what a store implementor needs (the
+//! [`Store`](store::Store) trait, [`EntryWrite`](store::EntryWrite),
+//! [`Invalidation`](store::Invalidation), [`Entry`](store::Entry), ...) is in [`store`].
 //!
 //! # Example
 //!
@@ -74,7 +79,9 @@
 //! 6. **Invalidation.** [`Invalidator`] drops entries by entity, namespace or tag; write-backs of
 //!    requests that began before an invalidation are refused.
 //!
-//! Which file does what is in `ARCHITECTURE.md` of the repository.
+//! Which file does what is in `ARCHITECTURE.md` of the repository; the guide (configuration,
+//! guarantees in full, invalidation, the near cache, observability, operating Redis) is in its
+//! `docs/` folder.
 //!
 //! # What is never stored
 //!
@@ -136,52 +143,38 @@
 #![deny(unreachable_pub)]
 
 mod body;
-mod body_memo;
-mod breaker;
 mod coalesce;
-mod compression;
-mod conditional;
-mod deadline;
+mod config_error;
 mod entry;
-mod event;
 mod future;
-mod invalidation;
-mod invalidator;
+mod hit;
+mod invalidate;
 mod key;
-mod keying;
 mod layer;
-mod metrics;
-mod miss_lease;
+mod millis;
+mod observe;
 mod policy;
-mod request_body;
-mod respond;
 mod rules;
 mod runtime;
 mod service;
-mod stats;
-mod status;
-mod store;
-mod tags;
-mod trace;
+pub mod store;
 mod write_back;
-mod write_budget;
 
+pub use crate::body::{RequestBody, ResponseBody};
+pub use crate::config_error::ConfigError;
+pub use crate::entry::Compression;
+pub use crate::future::ResponseFuture;
+pub use crate::invalidate::Invalidator;
+pub use crate::key::{CacheKey, Entity, KeyFactory, Variant, MAX_ENTITY_LEN};
+pub use crate::layer::{CacheLayer, CacheLayerBuilder};
 #[cfg(feature = "metrics")]
-pub use crate::metrics::describe_metrics;
-pub use body::ResponseBody;
-pub use compression::Compression;
-pub use entry::{Entry, EntryError};
-pub use future::ResponseFuture;
-pub use invalidation::{Invalidation, InvalidationScope};
-pub use invalidator::Invalidator;
-pub use key::{CacheKey, Entity, KeyFactory, Variant, MAX_ENTITY_LEN};
-pub use layer::{CacheLayer, CacheLayerBuilder, ConfigError};
-pub use policy::Policy;
-pub use request_body::RequestBody;
-pub use service::Cache;
-pub use stats::CacheStats;
-pub use store::{
-    EntryWrite, Lease, MemoryStore, NearCache, NearCacheBuilder, NearCacheStats, RedisStore,
-    RedisStoreBuilder, Store, StoreError, StoreErrorKind, StoreFuture,
-};
-pub use tags::{MAX_TAGS, MAX_TAG_LEN};
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use crate::observe::metrics::describe_metrics;
+pub use crate::observe::stats::CacheStats;
+pub use crate::policy::Policy;
+pub use crate::rules::tags::{MAX_TAGS, MAX_TAG_LEN};
+pub use crate::service::Cache;
+pub use crate::store::memory::MemoryStore;
+pub use crate::store::near::{NearCache, NearCacheBuilder, NearCacheStats};
+pub use crate::store::redis::{RedisStore, RedisStoreBuilder};
+pub use crate::store::{StoreError, StoreErrorKind};

@@ -1,6 +1,6 @@
 //! Per-route caching policy: namespace, TTL, methods, entity, what varies, limits.
 
-use crate::{key::Entity, stats::Counters};
+use crate::{key::Entity, observe::stats::CacheCounters};
 use http::{response, HeaderName, Method, StatusCode};
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -49,7 +49,7 @@ pub struct Policy {
     pub(crate) freshness_from_response: bool,
     /// The counters of this policy's namespace, shared by every route of the namespace in one
     /// layer (set by `CacheLayer::policy`).
-    pub(crate) stats: Arc<Counters>,
+    pub(crate) stats: Arc<CacheCounters>,
 }
 
 /// How long an entry is fresh, and how long past that it may be served stale.
@@ -74,7 +74,7 @@ impl Policy {
         let namespace = namespace.into();
         Self {
             // Its own until `CacheLayer::policy` gives it the namespace's shared ones.
-            stats: Arc::new(Counters::for_namespace(&namespace)),
+            stats: Arc::new(CacheCounters::for_namespace(&namespace)),
             namespace,
             ttl: Duration::from_secs(60),
             methods: vec![Method::GET],

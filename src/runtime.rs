@@ -3,23 +3,28 @@
 //! memo of request-body digests.
 //! Built once by [`CacheLayerBuilder::build`](crate::CacheLayerBuilder::build).
 
-use crate::trace::RateLimited;
 use crate::{
-    body_memo::BodyMemo,
-    breaker::CircuitBreaker,
-    coalesce::Flights,
-    deadline::Deadlines,
-    event::{Bypass, Event, Miss},
-    key::KeyFactory,
-    stats::Counters,
-    store::Store,
-    write_budget::WriteBudget,
-};
-use crate::{
+    coalesce::flight::Flights,
+    entry::Compression,
+    hit::{CacheStatus, Fwd},
+    key::{BodyMemo, KeyFactory},
+    observe::{
+        event::{Bypass, Event, Miss},
+        stats::CacheCounters,
+        trace::RateLimited,
+    },
     policy::Policy,
-    status::{CacheStatus, Fwd},
+    store::{
+        guard::{breaker::CircuitBreaker, budget::WriteBudget, deadline::Deadlines},
+        Store,
+    },
 };
-use std::{fmt, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 /// The shared state of one layer and every copy of it made by `policy(..)`.
 pub(crate) struct Runtime {
@@ -31,7 +36,7 @@ pub(crate) struct Runtime {
     pub(crate) deadlines: Deadlines,
     pub(crate) breaker: CircuitBreaker,
     pub(crate) writes: Arc<WriteBudget>,
-    pub(crate) counters: Counters,
+    pub(crate) counters: CacheCounters,
     /// The digests of request bodies seen lately.
     pub(crate) bodies: BodyMemo,
     /// The response header naming an entry's tags, removed before the client sees it.
@@ -41,11 +46,11 @@ pub(crate) struct Runtime {
     /// The stale entries being refreshed in the background, by key.
     pub(crate) refreshes: Arc<Flights>,
     /// The counters of each namespace.
-    pub(crate) namespaces: std::sync::Mutex<std::collections::BTreeMap<String, Arc<Counters>>>,
+    pub(crate) namespaces: Mutex<BTreeMap<String, Arc<CacheCounters>>>,
     /// The longest a coalesced miss waits for its leader.
-    pub(crate) coalescing_timeout: std::time::Duration,
+    pub(crate) coalescing_timeout: Duration,
     /// How stored bodies are compressed.
-    pub(crate) compression: crate::compression::Compression,
+    pub(crate) compression: Compression,
     /// Failed invalidations after unsafe requests, logged at most once per period.
     pub(crate) unsafe_invalidation_warnings: RateLimited,
 }
@@ -65,14 +70,14 @@ impl fmt::Debug for Runtime {
 
 impl Runtime {
     /// The counters of `namespace`, made on first use.
-    pub(crate) fn namespace_counters(&self, namespace: &str) -> Arc<Counters> {
+    pub(crate) fn namespace_counters(&self, namespace: &str) -> Arc<CacheCounters> {
         let mut namespaces = self
             .namespaces
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         namespaces
             .entry(namespace.to_owned())
-            .or_insert_with(|| Arc::new(Counters::for_namespace(namespace)))
+            .or_insert_with(|| Arc::new(CacheCounters::for_namespace(namespace)))
             .clone()
     }
 

@@ -1,20 +1,18 @@
 //! [`Cache`]: decides per request whether to pass through, bypass, or key and look up.
 
 use crate::{
-    body::ResponseBody,
-    event::Bypass,
-    future::{Keyed, ResponseFuture},
-    invalidation::Invalidation,
-    keying::key_start,
+    body::{RequestBody, ResponseBody},
+    future::{keying::key_start, Keyed, ResponseFuture},
+    hit::CacheStatus,
+    invalidate::on_unsafe,
     layer::CacheLayer,
+    observe::event::Bypass,
     policy::Policy,
-    request_body::RequestBody,
     rules::request::{body_needs_reading, check_request},
     runtime::Runtime,
-    status::CacheStatus,
 };
 use bytes::Bytes;
-use http::{request, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use std::{
     sync::Arc,
@@ -50,7 +48,7 @@ impl<S> Cache<S> {
     }
 
     /// Returns a new [`Layer`](tower_layer::Layer) that wraps services with a `Cache` middleware.
-    pub fn layer(store: impl crate::Store, keys: crate::KeyFactory) -> CacheLayer {
+    pub fn layer(store: impl crate::store::Store, keys: crate::KeyFactory) -> CacheLayer {
         CacheLayer::new(store, keys)
     }
 
@@ -101,7 +99,7 @@ where
                 return ResponseFuture::passthrough(future);
             }
             let (parts, body) = req.into_parts();
-            let invalidation = unsafe_invalidation(&self.runtime, policy, &parts);
+            let invalidation = on_unsafe::invalidation(&self.runtime, policy, &parts);
             let req = Request::from_parts(parts, RequestBody::untouched(body));
             let future = self.inner.call(req);
             return match invalidation {
@@ -140,19 +138,6 @@ where
         };
         ResponseFuture::keyed(keyed, body, read_body)
     }
-}
-
-/// What a successful unsafe request on `policy`'s route invalidates: its entity.
-fn unsafe_invalidation(
-    runtime: &Runtime,
-    policy: &Policy,
-    parts: &request::Parts,
-) -> Option<Invalidation> {
-    let mut entity = String::new();
-    policy
-        .entity
-        .push_encoded(parts, &mut entity)
-        .then(|| Invalidation::encoded_entity(&runtime.keys, entity))
 }
 
 impl<S> Cache<S> {

@@ -2,20 +2,18 @@
 //! bounded by the write budget, stored off the response path.
 
 use crate::{
-    coalesce::{Flight, Outcome},
-    conditional::{derived_etag, is_entity_tag},
-    entry::Entry,
-    event::Event,
-    key::CacheKey,
-    keying::Identity,
-    miss_lease::MissLease,
+    coalesce::{
+        flight::{Flight, Outcome},
+        lease::MissLease,
+    },
+    entry::{header_len, max_encoded_len, Entry},
+    hit::{derived_etag, is_entity_tag},
+    key::{CacheKey, Identity},
+    observe::{event::Event, stats::CacheCounters, trace},
     policy::{Freshness, Policy},
     rules::response::{connection_tokens, content_length, header_is_stored},
     runtime::Runtime,
-    stats::Counters,
-    store::{EntryWrite, StoreError, StoreErrorKind},
-    trace,
-    write_budget::Reservation,
+    store::{guard::budget::Reservation, EntryWrite, StoreError, StoreErrorKind},
 };
 use bytes::{Bytes, BytesMut};
 use http::{header, response, HeaderMap};
@@ -47,7 +45,7 @@ pub(crate) struct WritePlan {
     /// The cross-instance miss lease this miss holds, released when the write-back ends.
     pub(crate) lease: Option<MissLease>,
     /// The counters of the route's namespace.
-    pub(crate) stats: Arc<Counters>,
+    pub(crate) stats: Arc<CacheCounters>,
 }
 
 /// A response being recorded as it streams to the client. Holds its share of the write budget
@@ -295,22 +293,48 @@ impl WriteBack {
 /// The most a write-back holds at once: head and body recorded, plus their encoded entry.
 fn peak(head_len: usize, identity_len: usize, body_len: usize) -> usize {
     let recorded = head_len.saturating_add(body_len);
-    recorded
-        .saturating_add(ENTRY_OVERHEAD + identity_len)
-        .saturating_add(recorded)
+    recorded.saturating_add(max_encoded_len(head_len, identity_len, body_len))
 }
 
 fn saturating_usize(n: u64) -> usize {
     usize::try_from(n).unwrap_or(usize::MAX)
 }
 
-/// The bytes of an encoded entry beyond its identity, headers and body.
-const ENTRY_OVERHEAD: usize = 4 + 8 + 8 + 2 + 4 + 2 + 4;
-
 /// What a response head's stored headers take, as the entry encodes them.
 fn head_len(headers: &HeaderMap) -> usize {
     headers
         .iter()
-        .map(|(name, value)| 6 + name.as_str().len() + value.len())
+        .map(|(name, value)| header_len(name, value))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{HeaderValue, StatusCode};
+
+    #[test]
+    fn the_budget_covers_the_recorded_response_and_its_encoded_entry() {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_static("b"));
+        let identity = [7u8; 32];
+        for body in [Bytes::new(), Bytes::from(vec![b'x'; 100_000])] {
+            let entry = Entry::new(StatusCode::OK, headers.clone(), body.clone())
+                .with_identity(Bytes::copy_from_slice(&identity));
+            let encoded = entry.encode().len();
+            let recorded = head_len(&headers) + body.len();
+            let budget = peak(head_len(&headers), identity.len(), body.len());
+            assert!(
+                budget >= recorded + encoded,
+                "{budget} < {recorded} + {encoded}"
+            );
+            // Not more than the encoding's one optional byte over.
+            assert!(
+                budget <= recorded + encoded + 1,
+                "{budget} > {recorded} + {encoded} + 1"
+            );
+        }
+    }
 }

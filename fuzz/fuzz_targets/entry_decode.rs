@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use tower_redis_cache::Entry;
+use tower_redis_cache::store::Entry;
 
 fuzz_target!(|data: &[u8]| {
     check(Bytes::copy_from_slice(data));

@@ -1,18 +1,21 @@
-//! Looking a key up in the store, bounded by the lookup timeout (`deadline.rs`), and what the
-//! answer means: a fresh entry for this very request, or a miss and why.
+//! Looking a key up in the store, bounded by the lookup timeout (`store/guard/deadline.rs`), and
+//! what the answer means: a fresh entry for this very request, a stale one to serve, or a miss
+//! and why.
 
 use crate::{
-    breaker::Admission,
-    deadline::Expiry,
     entry::Entry,
-    event::{Event, Miss},
-    key::CacheKey,
-    keying::Identity,
+    hit::{CacheStatus, Fwd},
+    key::{CacheKey, Identity},
+    observe::{
+        event::{Event, Miss},
+        stats::CacheCounters,
+        trace,
+    },
     runtime::Runtime,
-    stats::Counters,
-    status::{CacheStatus, Fwd},
-    store::{StoreError, StoreErrorKind, StoreFuture},
-    trace,
+    store::{
+        guard::{breaker::Admission, deadline::Expiry},
+        StoreError, StoreErrorKind, StoreFuture,
+    },
 };
 use bytes::Bytes;
 use std::{
@@ -50,7 +53,7 @@ impl Lookup {
 
     /// Counts what the lookup came to (`event`) in `runtime`'s and `namespace`'s counters,
     /// with the time it took.
-    pub(crate) fn report(&self, runtime: &Runtime, namespace: &Counters, event: Event) {
+    pub(crate) fn report(&self, runtime: &Runtime, namespace: &CacheCounters, event: Event) {
         runtime.counters.count(namespace, event);
         namespace.metrics.lookup_took(self.took);
         trace::outcome(&self.span, event.label());

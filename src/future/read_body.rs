@@ -1,6 +1,6 @@
 //! Reading a request body, bounded, so that it can be keyed.
 
-use crate::{event::Bypass, request_body::RequestBody};
+use crate::{body::RequestBody, observe::event::Bypass};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame};
 use std::{

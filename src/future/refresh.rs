@@ -3,17 +3,14 @@
 //! found the entry stale is replayed to the inner service, its response recorded and stored
 //! as any miss's is.
 
-use super::{forward::Finish, Pending};
+use super::{forward::forward, pending::Pending};
 use crate::{
-    body::ResponseBody,
-    coalesce::Role,
-    miss_lease,
-    request_body::RequestBody,
-    status::{CacheStatus, Fwd},
-    write_back::WritePlan,
+    body::{RequestBody, ResponseBody},
+    coalesce::{flight::Role, lease},
+    hit::{CacheStatus, Fwd},
 };
 use bytes::Bytes;
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use http_body::Body;
 use std::pin::Pin;
 use tower_service::Service;
@@ -28,7 +25,7 @@ where
     ReqBody::Error: Send,
     ResBody: Body<Data = Bytes> + Send + 'static,
 {
-    if pending.request.method() == Method::HEAD {
+    if pending.is_head() {
         return;
     }
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
@@ -41,7 +38,7 @@ where
         let lease = match pending.policy.lease {
             Some(bound) => {
                 let key = pending.key.as_str().to_owned();
-                match miss_lease::try_take(pending.runtime.clone(), key, bound).await {
+                match lease::try_take(pending.runtime.clone(), key, bound).await {
                     Some(lease) => Some(lease),
                     // Another instance is refreshing it.
                     None => return,
@@ -49,26 +46,12 @@ where
             }
             None => None,
         };
-        let Pending {
-            mut service,
-            runtime,
-            policy,
-            request,
-            key,
-            identity,
-            ..
-        } = pending;
-        let flight = Some(flight);
-        let plan = WritePlan::new(&runtime, &policy, key, identity, flight, lease);
-        let finish = Finish {
-            runtime,
-            status: CacheStatus::forward(Fwd::Stale),
-            store: Some((policy, plan)),
-        };
-        let Ok(response) = service.call(request).await else {
+        let status = CacheStatus::forward(Fwd::Stale);
+        let forwarded = forward(pending, status, Some(flight), lease);
+        let Ok(response) = forwarded.future.await else {
             return;
         };
-        drain(finish.finish(response).into_body()).await;
+        drain(forwarded.finish.finish(response).into_body()).await;
     });
 }
 

@@ -20,6 +20,13 @@ pub(crate) fn push_encoded(out: &mut String, raw: &[u8]) {
     }
 }
 
+/// `raw` encoded as every key field is.
+pub(crate) fn encoded(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    push_encoded(&mut out, raw.as_bytes());
+    out
+}
+
 /// The encoded length of `raw`, without encoding it.
 pub(crate) fn encoded_len(raw: &[u8]) -> usize {
     raw.iter().map(|&b| if is_kept(b) { 1 } else { 3 }).sum()

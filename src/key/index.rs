@@ -64,6 +64,12 @@ impl<'a> EntryAddress<'a> {
     }
 }
 
+/// The entry key of `member` (`{namespace}:{variant}`) of `entity`'s index.
+pub(crate) fn entity_member_key(prefix: &str, entity: &str, member: &str) -> Option<CacheKey> {
+    let (namespace, variant) = member.split_once(':')?;
+    Some(CacheKey::from_encoded(prefix, namespace, entity, variant))
+}
+
 /// The miss lease of the entry at `address`.
 pub(crate) fn miss_lease(address: &EntryAddress<'_>) -> String {
     format!(
@@ -144,6 +150,11 @@ mod tests {
             Some((key.as_str().to_owned(), "m_1"))
         );
         assert_eq!(tag_member_key("p:", "x"), None);
+        assert_eq!(
+            entity_member_key(address.prefix, address.entity, &address.entity_member()),
+            Some(key)
+        );
+        assert_eq!(entity_member_key("p:", "e", "no-separator"), None);
     }
 
     #[test]

@@ -1,173 +1,29 @@
-//! Cache keys: `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}`.
+//! Cache keys, `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}`, and what a key is made
+//! of: the field encoding, the entity, the variant (with the RFC 8785 canonical form of a JSON
+//! body, and a memo of the body digests seen lately), the identity an entry must match, and the
+//! index, lease and fence keys stored next to the entries.
 //!
-//! A leaf: nothing here knows of policies, request rules or stores. `keying.rs` is the glue
-//! that turns a request on a route into its key.
+//! A leaf: nothing here knows of policies, request rules or stores. `future/keying.rs` is the
+//! glue that turns a request on a route into its key.
 
+mod cache_key;
 mod canonical;
 mod encode;
 mod entity;
+mod factory;
+mod identity;
 pub(crate) mod index;
+mod memo;
+mod path;
 mod variant;
 
-pub use entity::{Entity, MAX_ENTITY_LEN};
-pub(crate) use variant::BodyDigest;
-pub use variant::Variant;
-
-use encode::push_encoded;
-
-/// `raw` encoded as every key field is.
-pub(crate) fn encoded(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    push_encoded(&mut out, raw.as_bytes());
-    out
-}
-use http::request::Parts;
-use std::fmt;
-
-/// Builds the cache keys of one deployment: `{app}:{env}:{version}:{namespace}:{{entity}}:{variant}`.
-///
-/// `app`, `env` and `version` are fixed per deployment (bump `version` to abandon every old entry);
-/// `namespace` names a route; the entity is a Redis Cluster hash tag, so all variants of one entity
-/// share a slot; the variant is `default` or the hex xxHash3 of the [`Variant`] inputs.
-///
-/// Every field is percent-encoded except `[A-Za-z0-9_.-]`, so no field can contain `:`, a brace
-/// or a glob character: keys parse unambiguously and patterns match only what they name.
-///
-/// ```
-/// use tower_redis_cache::{KeyFactory, Variant};
-///
-/// let keys = KeyFactory::new("monps", "prod", "v1");
-/// assert_eq!(
-///     keys.key("pred", "m_12345", &Variant::new()).as_str(),
-///     "monps:prod:v1:pred:{m_12345}:default"
-/// );
-/// let config = Variant::new().json_body(br#"{"risk":"high","model":"v2"}"#);
-/// assert!(keys.key("pred", "m_12345", &config).as_str().starts_with("monps:prod:v1:pred:{m_12345}:"));
-/// assert_eq!(keys.entity_pattern("m_12345"), "monps:prod:v1:*:{m_12345}:*");
-/// assert_eq!(keys.key("pred", "a:b}*", &Variant::new()).as_str(), "monps:prod:v1:pred:{a%3Ab%7D%2A}:default");
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyFactory {
-    /// `{app}:{env}:{version}:`, encoded.
-    prefix: String,
-}
-
-impl KeyFactory {
-    /// Creates the key factory of one deployment.
-    pub fn new(app: &str, env: &str, version: &str) -> Self {
-        let mut prefix = String::new();
-        for field in [app, env, version] {
-            push_encoded(&mut prefix, field.as_bytes());
-            prefix.push(':');
-        }
-        Self { prefix }
-    }
-
-    /// The key of one variant of `entity` (an unencoded id such as `m_12345`) in `namespace`.
-    pub fn key(&self, namespace: &str, entity: &str, variant: &Variant) -> CacheKey {
-        let mut key = self.start(namespace);
-        push_encoded(&mut key, entity.as_bytes());
-        key.push_str("}:");
-        variant.push_id(&mut key, &variant.encode());
-        CacheKey(key)
-    }
-
-    /// A glob pattern matching every key of `entity`, in every namespace.
-    pub fn entity_pattern(&self, entity: &str) -> String {
-        let mut pattern = format!("{}*:{{", self.prefix);
-        push_encoded(&mut pattern, entity.as_bytes());
-        pattern.push_str("}:*");
-        pattern
-    }
-
-    /// A glob pattern matching every key of `namespace`.
-    pub fn namespace_pattern(&self, namespace: &str) -> String {
-        let mut pattern = self.prefix.clone();
-        push_encoded(&mut pattern, namespace.as_bytes());
-        pattern.push_str(":*");
-        pattern
-    }
-
-    /// `{app}:{env}:{version}:`, encoded.
-    pub(crate) fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// `{prefix}{namespace}:{`, ready for the encoded entity.
-    pub(crate) fn start(&self, namespace: &str) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + namespace.len() + 48);
-        key.push_str(&self.prefix);
-        push_encoded(&mut key, namespace.as_bytes());
-        key.push_str(":{");
-        key
-    }
-}
-
-/// The path the client asked for: axum's `OriginalUri` when a router nested this route (its
-/// own URI then lacks the prefix), else the request URI's path.
-pub(crate) fn request_path(parts: &Parts) -> &str {
-    #[cfg(feature = "axum")]
-    if let Some(axum::extract::OriginalUri(uri)) = parts.extensions.get() {
-        return uri.path();
-    }
-    parts.uri.path()
-}
-
-/// One cache key, as stored in Redis.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey(String);
-
-impl CacheKey {
-    /// Wraps `key` after `start` and the encoded entity have been written: closes the hash tag
-    /// and appends the variant id.
-    pub(crate) fn finish(mut key: String, variant: &Variant, encoded: &[u8]) -> Self {
-        key.push_str("}:");
-        variant.push_id(&mut key, encoded);
-        Self(key)
-    }
-
-    /// The key as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CacheKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<CacheKey> for String {
-    fn from(key: CacheKey) -> Self {
-        key.0
-    }
-}
-
-impl AsRef<str> for CacheKey {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_format() {
-        let keys = KeyFactory::new("monps", "prod", "v1");
-        let v = Variant::new().json_body(br#"{"risk":"high","model":"v2"}"#);
-        let key = keys.key("pred", "m_12345", &v);
-        let fields: Vec<&str> = key.as_str().split(':').collect();
-        assert_eq!(fields[..5], ["monps", "prod", "v1", "pred", "{m_12345}"]);
-        assert_eq!(fields[5].len(), 16);
-        assert!(fields[5].bytes().all(|b| b.is_ascii_hexdigit()));
-    }
-
-    #[test]
-    fn deployment_fields_are_encoded_too() {
-        let keys = KeyFactory::new("a:b", "{x}", "*");
-        assert_eq!(keys.namespace_pattern("n?"), "a%3Ab:%7Bx%7D:%2A:n%3F:*");
-    }
-}
+pub use self::cache_key::CacheKey;
+pub(crate) use self::encode::encoded;
+pub use self::entity::{Entity, MAX_ENTITY_LEN};
+pub use self::factory::KeyFactory;
+pub(crate) use self::identity::{identity, Identity};
+pub(crate) use self::index::EntryAddress;
+pub(crate) use self::memo::BodyMemo;
+pub(crate) use self::path::request_path;
+pub(crate) use self::variant::BodyDigest;
+pub use self::variant::Variant;

@@ -1,6 +1,6 @@
 //! Which requests on a cached route may be keyed and looked up, and why the others bypass.
 
-use crate::{event::Bypass, policy::Policy};
+use crate::{observe::event::Bypass, policy::Policy};
 use http::{header, request, HeaderName};
 use http_body::Body;
 

@@ -1,7 +1,7 @@
 //! An in-process store: the fallback when no Redis answers, and a store for tests.
 
-use super::{redis_index::FENCE_WINDOW, EntryWrite, Store, StoreFuture};
-use crate::invalidation::Invalidation;
+use super::{write::FENCE_WINDOW, EntryWrite, Store, StoreFuture};
+use crate::invalidate::Invalidation;
 use bytes::Bytes;
 use moka::{sync::Cache, Expiry};
 use std::{
@@ -26,7 +26,7 @@ const ENTRY_OVERHEAD: usize = 96;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_redis_cache::{MemoryStore, Store};
+/// use tower_redis_cache::{store::Store, MemoryStore};
 ///
 /// # tokio_test(async {
 /// let store = MemoryStore::with_max_bytes(64 * 1024 * 1024);
@@ -171,7 +171,7 @@ impl Store for MemoryStore {
         let mut fences = self.lock_fences();
         fences.retain(|(_, at)| at.elapsed() < FENCE_WINDOW);
         let key = write.key();
-        let stored = write.started().elapsed() < FENCE_WINDOW
+        let stored = !write.outlived_fences()
             && !fences.iter().any(|(invalidation, at)| {
                 *at >= write.started() && invalidation.covers(key.as_str(), write.tag_names())
             });
@@ -250,7 +250,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalidation_counts_and_fences() {
-        use crate::{key::KeyFactory, Invalidation, Variant};
+        use crate::{invalidate::Invalidation, key::KeyFactory, Variant};
         let keys = KeyFactory::new("a", "b", "c");
         let store = MemoryStore::default();
         let key =

@@ -1,265 +1,47 @@
-//! Where entries live: the [`Store`] trait, the Redis store and the in-process store.
+//! Where entries live: the [`Store`] trait and what a store implementor needs, the stores of the
+//! crate, and the guards around store calls.
+//!
+//! - [`Store`], [`StoreFuture`], [`Lease`] (`interface.rs`); [`StoreError`] (`error.rs`);
+//!   [`EntryWrite`] (`write.rs`); [`Invalidation`] and [`Entry`] are what stores receive.
+//! - `memory.rs`: [`MemoryStore`](crate::MemoryStore), in process.
+//! - `redis/`: [`RedisStore`](crate::RedisStore) on fred: the store, its builder, routing to a
+//!   client per cluster primary, the Lua scripts and the invalidation protocol they make.
+//! - `near/`: [`NearCache`](crate::NearCache), hot entries in process memory kept coherent with
+//!   Redis by client tracking.
+//! - `guard/`: the circuit breaker, the lookup deadlines and the write budget that keep a slow
+//!   or failing store from taking the app down with it.
+//!
+//! ```
+//! use tower_redis_cache::{
+//!     store::{Entry, EntryWrite, Invalidation, Store},
+//!     KeyFactory, MemoryStore, Variant,
+//! };
+//! use http::{HeaderMap, StatusCode};
+//! use std::time::Duration;
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let keys = KeyFactory::new("monps", "prod", "v1");
+//! let store = MemoryStore::default();
+//! let entry = Entry::new(StatusCode::OK, HeaderMap::new(), "{}".into());
+//! let key = keys.key("pred", "m_1", &Variant::new());
+//! let write = EntryWrite::new(key.clone(), entry.encode(), Duration::from_secs(60));
+//! assert!(store.write(write).await.unwrap());
+//! assert_eq!(store.invalidate(&Invalidation::entity(&keys, "m_1")).await.unwrap(), 1);
+//! assert_eq!(store.get(key.as_str()).await.unwrap(), None);
+//! # });
+//! ```
 
-mod cluster;
-mod memory;
-mod near_cache;
-mod redis;
-mod redis_index;
-#[cfg(feature = "tls")]
-mod tls;
-mod tracking;
+mod error;
+pub(crate) mod guard;
+mod interface;
+pub(crate) mod memory;
+pub(crate) mod near;
+pub(crate) mod redis;
+mod token;
 mod write;
 
-pub use self::memory::MemoryStore;
-pub use self::near_cache::{NearCache, NearCacheBuilder, NearCacheStats};
-pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use self::error::{StoreError, StoreErrorKind};
+pub use self::interface::{Lease, Store, StoreFuture};
 pub use self::write::EntryWrite;
-
-/// What [`Store::lease`] found for a key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Lease {
-    /// The lease is this caller's, under this token: it calls the inner service.
-    Taken(String),
-    /// Another caller holds it: poll again shortly.
-    Held,
-    /// The entry is there (another caller stored it): its bytes.
-    Filled(Bytes),
-    /// The holder's response could not be stored: call the inner service at once.
-    Forward,
-}
-
-use crate::invalidation::Invalidation;
-
-use bytes::Bytes;
-use std::{fmt, future::Future, pin::Pin, sync::Arc, time::Duration};
-
-/// The future a [`Store`] returns.
-pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
-
-/// A key-value store with expiry that holds encoded entries.
-///
-/// Implementations must be cheap to call concurrently; the cache bounds every call it waits
-/// for with its own lookup timeout, and treats every error as a miss.
-///
-/// The trait grows by provided methods only: what later versions ask of a store (such as
-/// change tracking) comes with a default implementation, so a store written against this
-/// version keeps compiling. [`write`](Self::write) and [`invalidate`](Self::invalidate) are
-/// the invalidation protocol; [`RedisStore`] and [`MemoryStore`] implement it. `Arc<S>` and `Box<S>` of a store (`Arc<dyn Store>` included) are
-/// stores too.
-///
-/// ```
-/// use std::{sync::Arc, time::Duration};
-/// use bytes::Bytes;
-/// use tower_redis_cache::{MemoryStore, Store, StoreFuture};
-///
-/// /// A store that logs every lookup, around another store.
-/// struct Logged<S>(S);
-///
-/// impl<S: Store> Store for Logged<S> {
-///     fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-///         println!("GET {key}");
-///         self.0.get(key)
-///     }
-///     fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-///         self.0.set(key, value, ttl)
-///     }
-///     fn delete(&self, key: &str) -> StoreFuture<bool> {
-///         self.0.delete(key)
-///     }
-/// }
-///
-/// let chosen_at_run_time: Arc<dyn Store> = Arc::new(Logged(MemoryStore::default()));
-/// # let _ = chosen_at_run_time;
-/// ```
-pub trait Store: Send + Sync + 'static {
-    /// Reads the value under `key`; `Ok(None)` when there is none.
-    fn get(&self, key: &str) -> StoreFuture<Option<Bytes>>;
-
-    /// Reads the value under `key` for a cache lookup: like [`get`](Self::get), but the cache
-    /// bounds the wait itself (with its lookup timeout), so the store need not arm a timer of
-    /// its own for the call. The default is `get`.
-    fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-        self.get(key)
-    }
-
-    /// Writes `value` under `key`, to expire after `ttl`.
-    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()>;
-
-    /// Removes `key`; `Ok(true)` when it existed.
-    fn delete(&self, key: &str) -> StoreFuture<bool>;
-
-    /// Writes a write-back's entry and indexes it for invalidation; `Ok(false)` when an
-    /// invalidation covering it ran since its request began, so the entry was not stored.
-    ///
-    /// The default is [`set`](Self::set), with no index and no such check: a store that
-    /// overrides [`invalidate`](Self::invalidate) must override this too.
-    fn write(&self, write: EntryWrite) -> StoreFuture<bool> {
-        let set = self.set(write.key().as_str(), write.value().clone(), write.ttl());
-        Box::pin(async move { set.await.map(|()| true) })
-    }
-
-    /// Takes the miss lease of `key` for `ttl`, unless the entry is there or another caller
-    /// holds the lease (cross-instance coalescing, [`Policy::lease`](crate::Policy::lease)).
-    ///
-    /// The default grants every lease: without it, each instance calls the inner service.
-    fn lease(&self, key: &str, ttl: Duration) -> StoreFuture<Lease> {
-        let _ = (key, ttl);
-        Box::pin(std::future::ready(Ok(Lease::Taken(String::new()))))
-    }
-
-    /// Ends the lease `token` of `key`: `stored` when its entry was stored, else the callers
-    /// waiting on it are told to call the inner service themselves (until `ttl` passes).
-    fn release(&self, key: &str, token: &str, stored: bool, ttl: Duration) -> StoreFuture<()> {
-        let _ = (key, token, stored, ttl);
-        Box::pin(std::future::ready(Ok(())))
-    }
-
-    /// Drops what `invalidation` names; `Ok(n)` with the number of entries dropped. After it
-    /// returns `Ok`, [`write`](Self::write) refuses the entries of requests that began before
-    /// it was called.
-    ///
-    /// The default refuses: the store cannot invalidate.
-    fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
-        let _ = invalidation;
-        Box::pin(std::future::ready(Err(StoreError::new(
-            StoreErrorKind::Rejected,
-            "this store does not support invalidation",
-        ))))
-    }
-}
-
-/// A store behind a pointer is a store: `Arc<dyn Store>` chosen at run time, `Box<S>`, ...
-macro_rules! forward_store {
-    ($($pointer:ident),*) => {$(
-        impl<S: Store + ?Sized> Store for $pointer<S> {
-            fn get(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-                (**self).get(key)
-            }
-
-            fn lookup(&self, key: &str) -> StoreFuture<Option<Bytes>> {
-                (**self).lookup(key)
-            }
-
-            fn set(&self, key: &str, value: Bytes, ttl: Duration) -> StoreFuture<()> {
-                (**self).set(key, value, ttl)
-            }
-
-            fn delete(&self, key: &str) -> StoreFuture<bool> {
-                (**self).delete(key)
-            }
-
-            fn write(&self, write: EntryWrite) -> StoreFuture<bool> {
-                (**self).write(write)
-            }
-
-            fn invalidate(&self, invalidation: &Invalidation) -> StoreFuture<u64> {
-                (**self).invalidate(invalidation)
-            }
-
-            fn lease(&self, key: &str, ttl: Duration) -> StoreFuture<Lease> {
-                (**self).lease(key, ttl)
-            }
-
-            fn release(&self, key: &str, token: &str, stored: bool, ttl: Duration) -> StoreFuture<()> {
-                (**self).release(key, token, stored, ttl)
-            }
-        }
-    )*};
-}
-
-forward_store!(Arc, Box);
-
-impl fmt::Debug for dyn Store {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Store")
-    }
-}
-
-/// `Ok` within a Tokio runtime; else the configuration error `builder` (`"X::build"`) returns.
-pub(crate) fn require_runtime(builder: &str) -> Result<(), StoreError> {
-    match tokio::runtime::Handle::try_current() {
-        Ok(_) => Ok(()),
-        Err(_) => Err(StoreError::new(
-            StoreErrorKind::Config,
-            format!("{builder} must be called within a Tokio runtime"),
-        )),
-    }
-}
-
-/// Why a store call failed.
-#[derive(Clone, Debug)]
-pub struct StoreError {
-    kind: StoreErrorKind,
-    message: String,
-    /// The failure concerns one node of several (a cluster node): the store is up otherwise.
-    node_scoped: bool,
-}
-
-/// The kind of a [`StoreError`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StoreErrorKind {
-    /// The call did not finish in time.
-    Timeout,
-    /// The store could not be reached, or refused the connection.
-    Unavailable,
-    /// The store answered with an error (out of memory, wrong type, ...).
-    Rejected,
-    /// The store was configured wrongly (bad URL, bad TLS files, ...).
-    Config,
-}
-
-impl StoreError {
-    /// Creates an error of `kind`. `message` must not contain credentials.
-    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            node_scoped: false,
-        }
-    }
-
-    /// Marks the failure as one node's of several (a Redis Cluster node): the layer's circuit
-    /// breaker does not count it, as the store's other nodes still answer.
-    pub fn node_scoped(mut self) -> Self {
-        self.node_scoped = true;
-        self
-    }
-
-    /// Whether the failure is one node's of several; see [`node_scoped`](Self::node_scoped).
-    pub fn is_node_scoped(&self) -> bool {
-        self.node_scoped
-    }
-
-    /// The kind of failure.
-    pub fn kind(&self) -> StoreErrorKind {
-        self.kind
-    }
-
-    /// Whether the failure says the store is unreachable or too slow (what the circuit breaker
-    /// counts), rather than that it answered with an error (a wrong-type value, out of memory).
-    pub(crate) fn is_outage(&self) -> bool {
-        matches!(
-            self.kind,
-            StoreErrorKind::Timeout | StoreErrorKind::Unavailable
-        )
-    }
-
-    /// The RFC 9211 `detail` token for this failure.
-    pub(crate) fn detail(&self) -> &'static str {
-        match self.kind {
-            StoreErrorKind::Timeout => "store-timeout",
-            StoreErrorKind::Unavailable => "store-unavailable",
-            StoreErrorKind::Rejected | StoreErrorKind::Config => "store-error",
-        }
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self.message)
-    }
-}
-
-impl std::error::Error for StoreError {}
+pub use crate::entry::{Entry, EntryError};
+pub use crate::invalidate::{Invalidation, InvalidationScope};

@@ -1,8 +1,13 @@
 //! [`EntryWrite`]: a write-back as the store receives it.
 
-use crate::key::CacheKey;
+use crate::key::{encoded, CacheKey};
 use bytes::Bytes;
 use std::time::{Duration, Instant};
+
+/// How long an invalidation's fence lives: a write-back of a request older than this is never
+/// stored (it might have raced a fence that has expired). Every store of the invalidation
+/// protocol keeps its fences this long.
+pub(crate) const FENCE_WINDOW: Duration = Duration::from_secs(600);
 
 /// An encoded entry to store, with what invalidation needs: its tags, and when the request
 /// that produced it began, so that a store can refuse it when an invalidation ran since.
@@ -12,7 +17,7 @@ use std::time::{Duration, Instant};
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// use tower_redis_cache::{EntryWrite, KeyFactory, Variant};
+/// use tower_redis_cache::{store::EntryWrite, KeyFactory, Variant};
 ///
 /// let key = KeyFactory::new("monps", "prod", "v1").key("pred", "m_1", &Variant::new());
 /// let write = EntryWrite::new(key, "entry".into(), Duration::from_secs(60))
@@ -48,10 +53,7 @@ impl EntryWrite {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.tags = tags
-            .into_iter()
-            .map(|t| crate::key::encoded(t.as_ref()))
-            .collect();
+        self.tags = tags.into_iter().map(|t| encoded(t.as_ref())).collect();
         self
     }
 
@@ -90,5 +92,11 @@ impl EntryWrite {
     /// When the request that produced the entry began.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// Whether the request began longer ago than an invalidation's fence lives: such a write
+    /// is never stored, as it might have raced a fence that has expired.
+    pub(crate) fn outlived_fences(&self) -> bool {
+        self.started.elapsed() >= FENCE_WINDOW
     }
 }

@@ -1,0 +1,365 @@
+//! Each script against a real `redis-server`: its reply, and what it leaves in Redis.
+
+use super::{DropEntries, FenceEntity, FenceGroup, Join, ReleaseMissLease, StoreEntry};
+use super::{TakeMissLease, WriteLease};
+use crate::store::{
+    redis::{routing::Routes, settings::Settings},
+    Lease,
+};
+use fred::{
+    clients::Pool,
+    interfaces::ClientLike,
+    types::{config::Config, ClusterHash, CustomCommand, Value},
+};
+use std::{
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+/// A `redis-server` of this test's own on a free loopback port, killed when dropped.
+struct Server {
+    child: Child,
+    pool: Pool,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "cannot start redis-server ({error}): these tests need it on PATH \
+                     (Debian: apt-get install redis-server)"
+                )
+            });
+        let mut child = ChildGuard(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut config = Config::from_url(&format!("redis://127.0.0.1:{port}")).unwrap();
+        config.fail_fast = false;
+        let pool = Settings::default()
+            .fred_builder(config)
+            .build_pool(1)
+            .unwrap();
+        pool.connect_pool();
+        tokio::time::timeout(Duration::from_secs(10), pool.wait_for_connect())
+            .await
+            .expect("redis-server did not answer")
+            .unwrap();
+        let child = child.0.take().expect("started");
+        Self { child, pool }
+    }
+
+    fn routes(&self) -> Routes {
+        Routes {
+            pool: self.pool.clone(),
+            cluster: None,
+        }
+    }
+
+    async fn command(&self, args: &[&str]) -> Value {
+        let (name, rest) = args.split_first().unwrap();
+        let command = CustomCommand::new(name.to_string(), ClusterHash::FirstKey, false);
+        let args: Vec<Value> = rest.iter().map(|a| Value::from(*a)).collect();
+        self.pool.custom(command, args).await.unwrap()
+    }
+
+    async fn text(&self, args: &[&str]) -> Option<String> {
+        self.command(args).await.into_string()
+    }
+
+    async fn integer(&self, args: &[&str]) -> i64 {
+        self.command(args).await.as_i64().unwrap()
+    }
+
+    async fn strings(&self, args: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = match self.command(args).await {
+            Value::Array(items) => items.into_iter().filter_map(Value::into_string).collect(),
+            other => panic!("not an array: {other:?}"),
+        };
+        all.sort();
+        all
+    }
+}
+
+/// Kills the server if starting it fails half-way.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn write_lease_records_the_token_and_reports_covering_fences() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    let lease = |namespace| WriteLease {
+        leases: "p:#l:{e}",
+        fences: "p:#f:{e}",
+        member: "n:v",
+        token: "t1",
+        ttl: MINUTE,
+        namespace,
+    };
+    assert_eq!(lease("n").run(&routes).await.unwrap(), None, "no fence");
+    assert_eq!(
+        redis.text(&["HGET", "p:#l:{e}", "n:v"]).await.as_deref(),
+        Some("t1")
+    );
+    assert!(redis.integer(&["PTTL", "p:#l:{e}"]).await > 50_000);
+    // A fence of another namespace does not cover it; one of its own, or of all, does.
+    redis.command(&["HSET", "p:#f:{e}", "other", "1"]).await;
+    assert_eq!(lease("n").run(&routes).await.unwrap(), None);
+    let fence = FenceEntity {
+        index: "p:#e:{e}",
+        leases: "p:#l:{e}",
+        fences: "p:#f:{e}",
+        namespace: "n",
+        fence_ttl: MINUTE,
+    };
+    fence.run(&routes).await.unwrap();
+    let age = lease("n").run(&routes).await.unwrap().expect("a fence");
+    assert!(age < 5_000_000, "{age} µs");
+}
+
+#[tokio::test]
+async fn join_indexes_the_member_until_its_expiry_and_reports_the_group_fence() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    let join = Join {
+        index: "p:#n:{ns}",
+        fence: "p:#nf:{ns}",
+        member: "e1",
+        ttl: MINUTE,
+    };
+    assert_eq!(join.run(&routes).await.unwrap(), None);
+    assert_eq!(
+        redis.strings(&["ZRANGE", "p:#n:{ns}", "0", "-1"]).await,
+        ["e1"]
+    );
+    assert!(redis.integer(&["PTTL", "p:#n:{ns}"]).await > 50_000);
+    let fence = FenceGroup {
+        index: "p:#n:{ns}",
+        fence: "p:#nf:{ns}",
+        fence_ttl: MINUTE,
+    };
+    assert_eq!(fence.run(&routes).await.unwrap(), ["e1"]);
+    assert!(join.run(&routes).await.unwrap().is_some(), "fenced");
+}
+
+#[tokio::test]
+async fn store_entry_stores_only_under_its_lease() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    redis.command(&["HSET", "p:#l:{e}", "n:v", "mine"]).await;
+    let store = |token| StoreEntry {
+        entry: "p:n:{e}:v",
+        leases: "p:#l:{e}",
+        entity_index: "p:#e:{e}",
+        member: "n:v",
+        token,
+        value: "the entry".into(),
+        ttl: MINUTE,
+    };
+    assert!(!store("not mine").run(&routes).await.unwrap());
+    assert_eq!(redis.text(&["GET", "p:n:{e}:v"]).await, None);
+    assert!(store("mine").run(&routes).await.unwrap());
+    assert_eq!(
+        redis.text(&["GET", "p:n:{e}:v"]).await.as_deref(),
+        Some("the entry")
+    );
+    assert!(redis.integer(&["PTTL", "p:n:{e}:v"]).await > 50_000);
+    assert_eq!(
+        redis.strings(&["ZRANGE", "p:#e:{e}", "0", "-1"]).await,
+        ["n:v"]
+    );
+    assert_eq!(
+        redis.text(&["HGET", "p:#l:{e}", "n:v"]).await,
+        None,
+        "lease used up"
+    );
+    assert!(!store("mine").run(&routes).await.unwrap(), "once");
+}
+
+#[tokio::test]
+async fn fence_entity_drops_the_leases_and_lists_the_entries_of_its_scope() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    for member in ["a:1", "a:2", "b:1"] {
+        redis
+            .command(&["ZADD", "p:#e:{e}", "9999999999999", member])
+            .await;
+        redis.command(&["HSET", "p:#l:{e}", member, "token"]).await;
+    }
+    let fence = |namespace| FenceEntity {
+        index: "p:#e:{e}",
+        leases: "p:#l:{e}",
+        fences: "p:#f:{e}",
+        namespace,
+        fence_ttl: MINUTE,
+    };
+    let mut listed = fence("a").run(&routes).await.unwrap();
+    listed.sort();
+    assert_eq!(listed, ["a:1", "a:2"]);
+    assert_eq!(redis.strings(&["HKEYS", "p:#l:{e}"]).await, ["b:1"]);
+    assert!(redis.text(&["HGET", "p:#f:{e}", "a"]).await.is_some());
+    let mut listed = fence("").run(&routes).await.unwrap();
+    listed.sort();
+    assert_eq!(
+        listed,
+        ["a:1", "a:2", "b:1"],
+        "the index is left to drop_entries"
+    );
+    assert_eq!(redis.integer(&["EXISTS", "p:#l:{e}"]).await, 0);
+    assert!(redis.text(&["HGET", "p:#f:{e}", "*"]).await.is_some());
+    assert!(redis.integer(&["PTTL", "p:#f:{e}"]).await > 50_000);
+}
+
+#[tokio::test]
+async fn drop_entries_drops_the_entries_their_members_and_leases() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    for (key, member) in [("p:a:{e}:1", "a:1"), ("p:a:{e}:2", "a:2")] {
+        redis.command(&["SET", key, "x"]).await;
+        redis
+            .command(&["ZADD", "p:#e:{e}", "9999999999999", member])
+            .await;
+        redis.command(&["HSET", "p:#l:{e}", member, "token"]).await;
+    }
+    redis
+        .command(&["ZADD", "p:#e:{e}", "9999999999999", "b:1"])
+        .await;
+    let entries = [
+        ("p:a:{e}:1".to_owned(), "a:1".to_owned()),
+        ("p:a:{e}:3".to_owned(), "a:3".to_owned()),
+    ];
+    let drop = DropEntries {
+        index: "p:#e:{e}",
+        leases: "p:#l:{e}",
+        entries: &entries,
+    };
+    assert_eq!(
+        drop.run(&routes).await.unwrap(),
+        1,
+        "one of the two was there"
+    );
+    assert_eq!(redis.integer(&["EXISTS", "p:a:{e}:1"]).await, 0);
+    assert_eq!(redis.integer(&["EXISTS", "p:a:{e}:2"]).await, 1);
+    assert_eq!(
+        redis.strings(&["ZRANGE", "p:#e:{e}", "0", "-1"]).await,
+        ["a:2", "b:1"]
+    );
+    assert_eq!(redis.strings(&["HKEYS", "p:#l:{e}"]).await, ["a:2"]);
+}
+
+#[tokio::test]
+async fn fence_group_sets_the_fence_and_lists_live_members_only() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    redis.command(&["ZADD", "p:#t:{t}", "1", "expired"]).await;
+    redis
+        .command(&["ZADD", "p:#t:{t}", "9999999999999", "live"])
+        .await;
+    let fence = FenceGroup {
+        index: "p:#t:{t}",
+        fence: "p:#tf:{t}",
+        fence_ttl: MINUTE,
+    };
+    assert_eq!(fence.run(&routes).await.unwrap(), ["live"]);
+    assert!(redis.text(&["GET", "p:#tf:{t}"]).await.is_some());
+    assert!(redis.integer(&["PTTL", "p:#tf:{t}"]).await > 50_000);
+}
+
+#[tokio::test]
+async fn miss_leases_are_taken_held_released_and_filled() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    let take = |token: &str| TakeMissLease {
+        entry: "p:n:{e}:v",
+        lease: "p:#m:{e}:n:v",
+        token: token.to_owned(),
+        ttl: MINUTE,
+    };
+    assert_eq!(
+        take("t1").run(&routes).await.unwrap(),
+        Lease::Taken("t1".into())
+    );
+    assert_eq!(take("t2").run(&routes).await.unwrap(), Lease::Held);
+    let release = |token, stored| ReleaseMissLease {
+        lease: "p:#m:{e}:n:v",
+        token,
+        stored,
+        ttl: MINUTE,
+    };
+    release("t2", false).run(&routes).await.unwrap();
+    assert_eq!(
+        redis.text(&["GET", "p:#m:{e}:n:v"]).await.as_deref(),
+        Some("t1"),
+        "not t2's"
+    );
+    release("t1", false).run(&routes).await.unwrap();
+    assert_eq!(take("t3").run(&routes).await.unwrap(), Lease::Forward);
+    redis.command(&["DEL", "p:#m:{e}:n:v"]).await;
+    assert_eq!(
+        take("t4").run(&routes).await.unwrap(),
+        Lease::Taken("t4".into())
+    );
+    release("t4", true).run(&routes).await.unwrap();
+    assert_eq!(
+        redis.integer(&["EXISTS", "p:#m:{e}:n:v"]).await,
+        0,
+        "stored: gone"
+    );
+    redis.command(&["SET", "p:n:{e}:v", "entry"]).await;
+    assert_eq!(
+        take("t5").run(&routes).await.unwrap(),
+        Lease::Filled("entry".into())
+    );
+}
+
+#[tokio::test]
+async fn a_script_the_server_forgot_is_sent_whole() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    let fence = FenceGroup {
+        index: "p:#n:{ns}",
+        fence: "p:#nf:{ns}",
+        fence_ttl: MINUTE,
+    };
+    fence.run(&routes).await.unwrap();
+    redis.command(&["SCRIPT", "FLUSH"]).await;
+    assert_eq!(fence.run(&routes).await.unwrap(), Vec::<String>::new());
+    // EVAL cached it again: EVALSHA alone works.
+    let known = redis.command(&["SCRIPT", "EXISTS", &sha()]).await;
+    assert_eq!(known, Value::Array(vec![Value::Integer(1)]));
+}
+
+/// The SHA-1 of `fence_group.lua`, as Redis names it.
+fn sha() -> String {
+    fred::util::sha1_hash(include_str!("fence_group.lua"))
+}
