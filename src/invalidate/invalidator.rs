@@ -15,8 +15,9 @@ use std::{fmt, sync::Arc};
 /// Each method returns how many entries went. When it returns, no response computed before it
 /// was called is served afterwards, even one whose write-back lands later: the store refuses
 /// write-backs of requests that began before an invalidation covering them (see
-/// `docs/guarantees.md`). While the store is unreachable it returns an error and drops nothing for
-/// certain; calling it again is safe.
+/// `docs/guarantees.md`), short of a failover to a replica that had not received the drop yet
+/// (Redis replicates asynchronously). While the store is unreachable it returns an error and
+/// drops nothing for certain; calling it again is safe.
 ///
 /// ```
 /// use tower_redis_cache::{CacheLayer, KeyFactory, MemoryStore};
