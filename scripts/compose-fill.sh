@@ -3,7 +3,7 @@
 # settings (maxmemory 1gb, allkeys-lfu, lazyfree-lazy-eviction, no persistence) filled past
 # maxmemory by the loadgen through the predictions example (large bodies, many keys), then
 # its memory as INFO and the kernel see it. Loopback only; stops by itself; leaves nothing
-# running. The README's compose section quotes the figures.
+# running. docs/operations.md (compose.yaml) quotes the figures.
 #
 #   bash scripts/compose-fill.sh        # ~6 min; BODY_BYTES=262144 FILL_SECONDS=330 by default
 #
