@@ -9,8 +9,8 @@
 //! Several of these tests began as reports of defects in `src/` (the fuzz targets in `fuzz/`
 //! found one of them); they stay as regression tests.
 
-use crate::cache_support::is_entry_key;
-use crate::support::{RedisServer, Reply as RespReply};
+use crate::app::is_entry_key;
+use crate::servers::{RedisServer, Reply as RespReply};
 use axum::{
     body::Body,
     extract::{Query, Request},

@@ -4,8 +4,8 @@
 //! restarted, paused or cut-off Redis (and a killed cluster master) flushes the near cache, and
 //! nothing stale is served once the fault is visible; the bound in bytes holds.
 
-use crate::cache_support::*;
-use crate::support::{ProxyMode, TcpProxy};
+use crate::app::*;
+use crate::servers::{ProxyMode, TcpProxy};
 use axum::{extract::Path, http::StatusCode, routing::get, Router};
 use bytes::Bytes;
 use std::{
@@ -73,7 +73,7 @@ fn item_key(id: &str) -> String {
 /// `calls` of `GET` on the node serving `key`, from `INFO commandstats`.
 fn get_calls(redis: &Redis, key: &str) -> u64 {
     let info = match redis.query_for(key, &["INFO", "commandstats"]) {
-        crate::support::resp::Reply::Bulk(text) => String::from_utf8(text).expect("INFO is text"),
+        crate::servers::resp::Reply::Bulk(text) => String::from_utf8(text).expect("INFO is text"),
         other => panic!("INFO commandstats: {other:?}"),
     };
     // Present once any GET ran (the warm-up's reads did): a parser that found nothing would

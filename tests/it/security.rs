@@ -25,9 +25,9 @@ use tower_redis_cache::{
 };
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::support::server::{ephemeral_port, percent_encode};
-use crate::support::tls::{TestPki, TlsRedis};
-use crate::support::RedisServer;
+use crate::servers::server::{ephemeral_port, percent_encode};
+use crate::servers::tls::{TestPki, TlsRedis};
+use crate::servers::RedisServer;
 
 /// The server password: distinctive, so a leak cannot hide behind a common word.
 const PASSWORD: &str = "Sup3r-Secr3t-Pw";

@@ -1,4 +1,4 @@
-//! Self-tests of the integration-test harness in `tests/it/support/`: real `redis-server`
+//! Self-tests of the integration-test harness in `tests/it/servers/`: real `redis-server`
 //! processes (standalone, cluster, compose settings), the RESP client, and the fault proxy.
 
 use std::io;
@@ -7,8 +7,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::resp::{encode_command, read_reply};
-use crate::support::{
+use crate::servers::resp::{encode_command, read_reply};
+use crate::servers::{
     compose_redis_args, crc16_xmodem, key_slot, parse_service_command, ProxyMode, RedisCluster,
     RedisServer, Reply, RespConnection, TcpProxy,
 };
@@ -211,7 +211,7 @@ fn dropping_a_paused_server_kills_it() {
 /// this binary with the marker variable set.
 #[test]
 fn start_without_redis_on_path_child() {
-    if std::env::var_os("SUPPORT_SELFTEST_NO_REDIS_CHILD").is_some() {
+    if std::env::var_os("SERVERS_SELFTEST_NO_REDIS_CHILD").is_some() {
         RedisServer::start();
     }
 }
@@ -221,12 +221,12 @@ fn missing_redis_server_panics_with_install_hint() {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "support_selftest::start_without_redis_on_path_child",
+            "servers_selftest::start_without_redis_on_path_child",
             "--nocapture",
             "--test-threads=1",
         ])
         .env("PATH", "/nonexistent")
-        .env("SUPPORT_SELFTEST_NO_REDIS_CHILD", "1")
+        .env("SERVERS_SELFTEST_NO_REDIS_CHILD", "1")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
