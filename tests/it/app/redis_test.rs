@@ -11,8 +11,10 @@ use std::{future::Future, time::Duration};
 /// Attributes before the name (`#[ignore = "..."]`) go on both tests. Two options may follow
 /// the name, in this order:
 ///
-/// * `start = f`: `f(Topology) -> Redis` starts the deployment (default [`Redis::start`]), e.g.
-///   `start = |t| Redis::with_password(t, PASSWORD)`;
+/// * `start = f`: `f(Topology)` starts the deployment the body gets (default [`Redis::start`]),
+///   e.g. `start = |t| Redis::with_password(t, PASSWORD)`; `start = identity` hands the body
+///   the [`Topology`](crate::servers::Topology) itself, for a test that starts a deployment
+///   the harness cannot start beforehand (one with TLS certificates made in the test);
 /// * `run = r`: the runner (default [`run`]), e.g. `run = run_current_thread`.
 macro_rules! redis_test {
     ($(#[$attr:meta])* $name:ident, start = $start:expr, run = $run:path, $test:expr) => {
@@ -59,11 +61,11 @@ macro_rules! redis_test {
 /// The longest one test body may run before it is failed as hung.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// Runs `test` on its own multi-threaded runtime (two workers), failing it if it runs past
-/// [`TEST_TIMEOUT`].
-pub fn run<F, Fut>(redis: Redis, test: F)
+/// Runs `test` with `redis` (usually a [`Redis`]) on its own multi-threaded runtime (two
+/// workers), failing it if it runs past [`TEST_TIMEOUT`].
+pub fn run<R, F, Fut>(redis: R, test: F)
 where
-    F: FnOnce(Redis) -> Fut,
+    F: FnOnce(R) -> Fut,
     Fut: Future<Output = ()>,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -77,9 +79,9 @@ where
 /// Like [`run`] on a current-thread runtime: every task the test spawns (fred's connection
 /// tasks, write-backs) runs on the test's thread, e.g. to log into a thread-scoped `tracing`
 /// subscriber.
-pub fn run_current_thread<F, Fut>(redis: Redis, test: F)
+pub fn run_current_thread<R, F, Fut>(redis: R, test: F)
 where
-    F: FnOnce(Redis) -> Fut,
+    F: FnOnce(R) -> Fut,
     Fut: Future<Output = ()>,
 {
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -5,7 +5,7 @@
 //! Its methods are blocking (the harness speaks RESP over std sockets); they are quick
 //! loopback round trips, fine on a multi-threaded runtime.
 
-use super::cluster::RedisCluster;
+use super::cluster::{cluster_url, RedisCluster};
 use super::resp::Reply;
 use super::server::{percent_encode, RedisServer};
 
@@ -68,26 +68,12 @@ impl Redis {
     /// The URL of the deployment with `user` and `password` in it (percent-encoded), whatever
     /// the servers expect; with both empty, a URL without credentials.
     pub fn url_with(&self, user: &str, password: &str) -> String {
-        let auth = if user.is_empty() && password.is_empty() {
-            String::new()
-        } else {
-            format!("{}:{}@", percent_encode(user), percent_encode(password))
-        };
-        let ports = self.ports();
-        match self {
-            Redis::Standalone(_) => format!("redis://{auth}127.0.0.1:{}", ports[0]),
-            Redis::Cluster(_) => {
-                let others: Vec<String> = ports[1..]
-                    .iter()
-                    .map(|port| format!("node=127.0.0.1:{port}"))
-                    .collect();
-                format!(
-                    "redis-cluster://{auth}127.0.0.1:{}?{}",
-                    ports[0],
-                    others.join("&")
-                )
-            }
-        }
+        url(
+            self.topology(),
+            false,
+            &userinfo(user, password),
+            &self.ports(),
+        )
     }
 
     /// Every server: the one server, or the cluster's masters in node order.
@@ -162,5 +148,24 @@ impl Redis {
             Redis::Standalone(s) => s.kill(),
             Redis::Cluster(c) => c.nodes_mut().iter_mut().for_each(RedisServer::kill),
         }
+    }
+}
+
+/// `user:password@` (percent-encoded) for a URL, or nothing when both are empty.
+pub fn userinfo(user: &str, password: &str) -> String {
+    if user.is_empty() && password.is_empty() {
+        String::new()
+    } else {
+        format!("{}:{}@", percent_encode(user), percent_encode(password))
+    }
+}
+
+/// The URL of a deployment of `topology` on `ports` (the first one only, when standalone):
+/// `redis://` or `redis-cluster://`, `rediss…` when `tls`, with `auth` (see [`userinfo`]).
+pub fn url(topology: Topology, tls: bool, auth: &str, ports: &[u16]) -> String {
+    let s = if tls { "s" } else { "" };
+    match topology {
+        Topology::Standalone => format!("redis{s}://{auth}127.0.0.1:{}", ports[0]),
+        Topology::Cluster => cluster_url(&format!("redis{s}-cluster"), auth, ports),
     }
 }
