@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::servers::resp::{encode_command, read_reply};
 use crate::servers::{
-    compose_redis_args, crc16_xmodem, key_slot, parse_service_command, ProxyMode, RedisCluster,
-    RedisServer, Reply, RespConnection, TcpProxy,
+    compose_redis_args, crc16_xmodem, key_slot, parse_service_command, Monitor, ProxyMode,
+    RedisCluster, RedisServer, Reply, RespConnection, TcpProxy,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -239,6 +239,28 @@ fn missing_redis_server_panics_with_install_hint() {
             "redis-server not found on PATH: install it with `apt-get install redis-server`"
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn monitor_sees_every_command_up_to_its_sentinel_and_nothing_after() {
+    let redis = RedisServer::builder().password("pw").start();
+    redis.set_raw("before", b"1");
+    let monitor = Monitor::start([&redis]);
+    redis.set_raw("during", b"2");
+    assert_eq!(redis.get("during"), Some(b"2".to_vec()));
+    let lines = monitor.stop();
+    redis.set_raw("after", b"3");
+    let commands: Vec<&str> = lines
+        .iter()
+        .map(|line| line.split_once("] ").expect("a MONITOR line").1)
+        // Every harness connection authenticates first.
+        .filter(|command| *command != r#""AUTH" "(redacted)""#)
+        .collect();
+    assert_eq!(
+        commands,
+        [r#""SET" "during" "2""#, r#""GET" "during""#],
+        "{lines:#?}"
     );
 }
 

@@ -10,7 +10,8 @@
 //! * [`Redis`] / [`Topology`] — one test's deployment, a standalone server or a cluster, behind
 //!   one set of methods (what `redis_test!` hands each test body).
 //! * [`TcpProxy`] — a tokio TCP proxy with switchable faults ([`ProxyMode`], latency, cut all).
-//! * [`RespConnection`] / [`Reply`] — the raw RESP2 client.
+//! * [`RespConnection`] / [`Reply`] — the raw RESP2 client; [`Monitor`] — `MONITOR` feeds read
+//!   up to a sentinel, to see exactly which commands reached a server.
 //! * [`TestPki`] / [`TlsRedis`] — certificates and a server with a TLS port.
 //! * [`compose_redis_args`] / [`RedisServer::start_compose`] — the production settings from
 //!   `compose.yaml`.
@@ -22,6 +23,7 @@
 
 pub mod cluster;
 pub mod compose;
+pub mod monitor;
 pub mod proxy;
 pub mod resp;
 pub mod server;
@@ -30,6 +32,7 @@ pub mod topology;
 
 pub use cluster::{crc16_xmodem, key_slot, RedisCluster, RedisClusterBuilder, SLOT_RANGES};
 pub use compose::{compose_redis_args, parse_service_command};
+pub use monitor::Monitor;
 pub use proxy::{ProxyMode, TcpProxy};
 pub use resp::{Reply, RespConnection};
 pub use server::{RedisServer, RedisServerBuilder, TempDir};
