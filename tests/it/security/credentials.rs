@@ -197,7 +197,17 @@ struct LogBuffer(Arc<Mutex<Vec<u8>>>);
 
 impl LogBuffer {
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        self.text_since(0)
+    }
+
+    /// How many bytes have been logged.
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// What was logged after the first `mark` bytes.
+    fn text_since(&self, mark: usize) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()[mark..]).into_owned()
     }
 }
 
@@ -283,6 +293,7 @@ redis_test!(
         let cache = layer_with_timeout(store, Duration::from_millis(200));
         let app = cached_app(&cache, Arc::default());
         send(&app, get_req("/items/1")).await;
+        let killed_at = logs.len();
         redis.kill();
         for i in 0..5 {
             let reply = send(&app, get_req(&format!("/items/{i}"))).await;
@@ -290,8 +301,12 @@ redis_test!(
             let status = reply.cache_status();
             assert!(status.contains("fwd=miss"), "{status}");
         }
-        // Let fred's reconnection loop run (and log) for a while.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Let fred's reconnection loop run (and log, credentials at hand) for a few attempts:
+        // each one logs `Reconnecting...` at TRACE.
+        eventually("fred's reconnection attempts in the logs", || {
+            logs.text_since(killed_at).matches("Reconnecting").count() >= 3
+        })
+        .await;
         assert!(cache.stats().lookup_errors > 0, "{:?}", cache.stats());
         drop(guard);
 
