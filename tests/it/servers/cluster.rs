@@ -197,10 +197,12 @@ impl RedisCluster {
                             Err(e) => format!("<{e}>"),
                         };
                         format!(
-                            "node :{}\n{}\n{}",
+                            "node :{} (pid {:?})\n{}\n{}\n{}",
                             n.port(),
+                            n.pid(),
                             probe(&["CLUSTER", "INFO"]),
-                            probe(&["CLUSTER", "NODES"])
+                            probe(&["CLUSTER", "NODES"]),
+                            n.log_tail()
                         )
                     })
                     .collect();
