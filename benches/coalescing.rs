@@ -12,13 +12,13 @@
 //! requests, distinct keys requested, handler runs, and runs per distinct key (1.00 is
 //! perfect: every key's handler ran once however many requests came for it while it was cold).
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/it/servers/mod.rs"]
+mod servers;
 
 use axum::{extract::Path, routing::get, Router};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use redis_server::RedisServer;
+use servers::RedisServer;
 use std::{
     collections::HashSet,
     sync::{
@@ -46,7 +46,7 @@ fn main() {
     let mut rows = Vec::new();
     for round in 0..ROUNDS {
         for coalescing in [true, false] {
-            redis.command(&["FLUSHALL"]);
+            redis.flushall();
             let row = runtime.block_on(run(&redis.url(), coalescing, &cdf, round as u64));
             eprintln!("round {round}, coalescing {coalescing}: {row:?}");
             rows.push((coalescing, row));

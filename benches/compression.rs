@@ -18,13 +18,16 @@
 //!
 //! Needs `redis-server` on `PATH` (`apt-get install redis-server`).
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/it/servers/mod.rs"]
+mod servers;
+#[path = "support/stats.rs"]
+mod stats;
 
 use bytes::Bytes;
 use fred::prelude::*;
-use redis_server::RedisServer;
 use serde_json::{json, Value};
+use servers::RedisServer;
+use stats::quartiles;
 use std::{
     hint::black_box,
     time::{Duration, Instant},
@@ -133,12 +136,6 @@ fn time_per(mut f: impl FnMut() -> usize) -> Duration {
         times.push(start.elapsed().as_secs_f64() / 20.0);
     }
     Duration::from_secs_f64(quartiles(times).1)
-}
-
-fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.25), at(0.5), at(0.75))
 }
 
 /// About `bytes` of the predictions example's JSON with a `"detail"` timeline (the example's

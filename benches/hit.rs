@@ -40,8 +40,10 @@
 
 #[path = "support/json_handler.rs"]
 mod json_handler;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/it/servers/mod.rs"]
+mod servers;
+#[path = "support/stats.rs"]
+mod stats;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -49,7 +51,8 @@ use fred::prelude::*;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use json_handler::Handler;
-use redis_server::RedisServer;
+use servers::RedisServer;
+use stats::quartiles;
 use std::{
     convert::Infallible,
     fmt::Write as _,
@@ -250,12 +253,6 @@ impl Target {
         }
         report
     }
-}
-
-fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.25), at(0.5), at(0.75))
 }
 
 /// The request a target sends, built anew each time (as a server would receive it).

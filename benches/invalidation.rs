@@ -10,11 +10,14 @@
 //!
 //! Prints a Markdown table (medians over the rounds); BENCHMARKS.md quotes it.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/it/servers/mod.rs"]
+mod servers;
+#[path = "support/stats.rs"]
+mod stats;
 
 use futures_util::StreamExt;
-use redis_server::{RedisCluster, RedisServer};
+use servers::{RedisCluster, RedisServer};
+use stats::{median, median_duration};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -33,13 +36,18 @@ fn main() {
         .expect("a runtime");
     let mut rows = Vec::new();
     {
-        let server = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+        let server = RedisServer::builder()
+            .args(["--enable-debug-command", "yes"])
+            .start();
         populate(&[&server]);
         rows.push(runtime.block_on(measure("standalone", &server.url(), &[&server])));
     }
     {
-        let cluster = RedisCluster::start_with(&["--enable-debug-command", "yes"]);
-        let nodes: Vec<&RedisServer> = cluster.nodes.iter().collect();
+        let cluster = RedisCluster::builder()
+            .arg("--enable-debug-command")
+            .arg("yes")
+            .start();
+        let nodes: Vec<&RedisServer> = cluster.nodes().iter().collect();
         populate(&nodes);
         rows.push(runtime.block_on(measure("cluster (3 masters)", &cluster.url(), &nodes)));
     }
@@ -58,7 +66,8 @@ fn populate(nodes: &[&RedisServer]) {
     let per_node = OTHER_KEYS / nodes.len() as u64;
     for (i, node) in nodes.iter().enumerate() {
         let prefix = format!("other{i}");
-        node.command(&["DEBUG", "POPULATE", &per_node.to_string(), &prefix, "64"]);
+        let reply = node.query(&["DEBUG", "POPULATE", &per_node.to_string(), &prefix, "64"]);
+        assert!(!reply.is_error(), "DEBUG POPULATE: {reply}");
     }
 }
 
@@ -137,12 +146,12 @@ async fn measure(topology: &str, url: &str, nodes: &[&RedisServer]) -> String {
         .collect();
     format!(
         "| {topology} | {} | {} | {} | {entity_index} | {namespace_index} | {tag_index} | {} | {} | {:.2}x |",
-        ms(median(entity)),
-        ms(median(tag)),
-        ms(median(namespace)),
-        us(median(indexed)),
-        us(median(plain)),
-        median_f(ratios),
+        ms(median_duration(entity)),
+        ms(median_duration(tag)),
+        ms(median_duration(namespace)),
+        us(median_duration(indexed)),
+        us(median_duration(plain)),
+        median(ratios),
     )
 }
 
@@ -171,23 +180,11 @@ fn memory(nodes: &[&RedisServer], key: &str) -> u64 {
     nodes
         .iter()
         .find_map(|n| {
-            n.try_command(&["MEMORY", "USAGE", key])
-                .ok()?
-                .trim_start_matches(':')
-                .parse()
-                .ok()
+            n.query(&["MEMORY", "USAGE", key])
+                .as_int()
+                .and_then(|bytes| u64::try_from(bytes).ok())
         })
         .unwrap_or_else(|| panic!("{key} on no node"))
-}
-
-fn median(mut values: Vec<Duration>) -> Duration {
-    values.sort();
-    values[values.len() / 2]
-}
-
-fn median_f(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn ms(d: Duration) -> String {

@@ -85,8 +85,10 @@
 //! and runs until killed (or, when `LOAD_WATCH_STDIN=1`, as the bench sets it, until its stdin
 //! closes).
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/it/servers/mod.rs"]
+mod servers;
+#[path = "support/stats.rs"]
+mod stats;
 
 use axum::{
     body::Body,
@@ -102,7 +104,8 @@ use bytes::Bytes;
 use fred::prelude::{
     Builder, Client as FredClient, ClientLike, Config as FredConfig, Expiration, KeysInterface as _,
 };
-use redis_server::RedisServer;
+use servers::RedisServer;
+use stats::{median, quartiles};
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -674,16 +677,6 @@ fn run() {
     drop(redis);
 }
 
-fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.25), at(0.5), at(0.75))
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    quartiles(values.collect()).1
-}
-
 fn main_table(names: &[String], samples: &[Vec<Sample>]) -> String {
     let floor = names.iter().position(|n| n == "floor");
     let mut t = String::new();
@@ -772,10 +765,10 @@ fn measure(
     ticks: f64,
 ) -> Sample {
     let counts_before = server.stats();
-    let cmds_before = redis.total_commands();
-    let redis_io_before = proc_io(redis.pid());
+    let cmds_before = total_commands(redis);
+    let redis_io_before = proc_io(redis_pid(redis));
     let app_io_before = proc_io(server.pid());
-    let redis_cpu_before = cpu_ticks(redis.pid());
+    let redis_cpu_before = cpu_ticks(redis_pid(redis));
     let app_cpu_before = cpu_ticks(server.pid());
     let output = Command::new("wrk")
         .arg("-t2")
@@ -789,10 +782,10 @@ fn measure(
         .output()
         .unwrap_or_else(|e| panic!("run wrk: {e}"));
     let app_cpu = cpu_ticks(server.pid()) - app_cpu_before;
-    let redis_cpu = cpu_ticks(redis.pid()) - redis_cpu_before;
+    let redis_cpu = cpu_ticks(redis_pid(redis)) - redis_cpu_before;
     let app_io = proc_io(server.pid()).minus(app_io_before);
-    let redis_io = proc_io(redis.pid()).minus(redis_io_before);
-    let cmds = redis.total_commands() - cmds_before;
+    let redis_io = proc_io(redis_pid(redis)).minus(redis_io_before);
+    let cmds = total_commands(redis) - cmds_before;
     let counts = server.stats().minus(&counts_before);
 
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -936,6 +929,18 @@ impl Io {
     }
 }
 
+/// `total_commands_processed` from `INFO stats`.
+fn total_commands(redis: &RedisServer) -> u64 {
+    redis
+        .info_field("stats", "total_commands_processed")
+        .and_then(|v| v.parse().ok())
+        .expect("total_commands_processed in INFO stats")
+}
+
+fn redis_pid(redis: &RedisServer) -> u32 {
+    redis.pid().expect("redis-server is running")
+}
+
 fn proc_io(pid: u32) -> Io {
     let text = std::fs::read_to_string(format!("/proc/{pid}/io"))
         .unwrap_or_else(|e| panic!("read /proc/{pid}/io: {e}"));
@@ -1005,11 +1010,11 @@ fn warm_up(server: &Server, kind: Kind, redis: &RedisServer) {
         let mut args = vec!["EXISTS".to_owned()];
         args.extend((0..PATHS).map(path));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let reply = redis.command(&args);
+        let reply = redis.query(&args);
         assert_eq!(
-            reply.trim(),
-            format!(":{PATHS}"),
-            "floor: Redis does not hold the {PATHS} keys"
+            reply.as_int(),
+            Some(PATHS as i64),
+            "floor: Redis does not hold the {PATHS} keys ({reply:?})"
         );
     }
     eprintln!("load: {} warm ({passes} passes)", server.name);

@@ -20,8 +20,10 @@
 
 #[path = "support/json_handler.rs"]
 mod json_handler;
-#[path = "support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/it/servers/mod.rs"]
+mod servers;
+#[path = "support/stats.rs"]
+mod stats;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -29,7 +31,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use json_handler::Handler;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use redis_server::RedisServer;
+use servers::RedisServer;
+use stats::quartiles;
 use std::{
     hint::black_box,
     sync::Arc,
@@ -157,12 +160,6 @@ async fn interleaved(routes: &[Cache<Handler>], prometheus: &PrometheusHandle) {
             ratio,
         );
     }
-}
-
-fn quartiles(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    (at(0.25), at(0.5), at(0.75))
 }
 
 /// A route of namespace `namespace` on `store` whose entry is stored and hit once.

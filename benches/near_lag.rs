@@ -18,11 +18,14 @@
 //! CPUs. Needs `redis-server` and `redis-cli` on `PATH` (`apt-get install redis-server`).
 //! Without `--bench` (as in `cargo test --benches`) it does nothing.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+#[path = "../tests/it/servers/mod.rs"]
+mod servers;
+#[path = "support/stats.rs"]
+mod stats;
 
 use bytes::Bytes;
-use redis_server::{RedisCluster, RedisServer};
+use servers::{RedisCluster, RedisServer};
+use stats::{quantile, sorted_durations};
 use std::time::{Duration, Instant};
 use tower_redis_cache::{NearCache, RedisStore, Store};
 
@@ -107,8 +110,8 @@ async fn measure(url: &str, samples: usize) -> (String, String) {
     (summary(after_ack), summary(after_call))
 }
 
-fn summary(mut lags: Vec<Duration>) -> String {
-    lags.sort();
-    let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize].as_micros();
+fn summary(lags: Vec<Duration>) -> String {
+    let lags = sorted_durations(lags);
+    let at = |q: f64| quantile(&lags, q).as_micros();
     format!("{} / {} / {} µs", at(0.5), at(0.99), at(1.0))
 }

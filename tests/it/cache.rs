@@ -8,7 +8,7 @@
 //! Write-backs happen in the background once the client has read a response body to its end,
 //! so tests read whole bodies, then poll (bounded) for the write before expecting a hit.
 
-use crate::cache_support::*;
+use crate::app::*;
 use axum::{
     body::Body,
     extract::Path,
@@ -177,8 +177,8 @@ redis_test!(
             assert!(0 < ttl && ttl <= 60_000, "PTTL {key} = {ttl}");
         }
         assert_eq!(
-            crate::support::key_slot(default),
-            crate::support::key_slot(&variant),
+            crate::servers::key_slot(default),
+            crate::servers::key_slot(&variant),
             "variants of one entity share a hash slot"
         );
 

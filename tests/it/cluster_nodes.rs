@@ -2,8 +2,8 @@
 //! master is gone, and with replicas caching resumes for every entity once a replica has taken
 //! over. (The times printed are quoted in RELIABILITY.md.)
 
-use crate::cache_support::*;
-use crate::support::cluster::{key_slot, node_for_slot, RedisCluster};
+use crate::app::*;
+use crate::servers::cluster::{key_slot, node_for_slot, RedisCluster};
 use axum::{extract::Path, routing::get, Router};
 use std::time::{Duration, Instant};
 use tower_redis_cache::{CacheLayer, Entity, Policy};

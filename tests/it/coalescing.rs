@@ -2,7 +2,7 @@
 //! whose response cannot be shared (not storable, client gone) sends every waiter to the
 //! handler at once; waiting is bounded; bypassing requests are never coalesced.
 
-use crate::cache_support::*;
+use crate::app::*;
 use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},

@@ -2,7 +2,7 @@
 //! of the `redis` service's `command`, the settings DESIGN.md asks for are checked on the live
 //! server, and the cache works against it with the password from the URL.
 
-use crate::support::RedisServer;
+use crate::servers::RedisServer;
 use axum::{body::Body, http::Request, routing::get, Router};
 use std::{
     sync::{

@@ -1,7 +1,7 @@
 //! Compressed entries: large bodies are stored compressed (LZ4) and served byte for byte as the
 //! handler gave them, with nothing on the wire saying they were.
 
-use crate::cache_support::*;
+use crate::app::*;
 use axum::{http::header, routing::get, Router};
 use std::time::Duration;
 use tower_redis_cache::{CacheLayer, Compression, Entity, Policy};

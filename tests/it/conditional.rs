@@ -2,7 +2,7 @@
 //! body), `If-None-Match` and `If-Modified-Since` answered `304 Not Modified`, malformed
 //! validators ignored, `HEAD` too, and misses passing the client's validators to the handler.
 
-use crate::cache_support::*;
+use crate::app::*;
 use axum::{
     body::Body,
     http::{header, HeaderMap, Method, StatusCode},

@@ -5,7 +5,7 @@
 //! builds only this test binary (`cargo test --test it`) must build them first with
 //! `cargo build --examples`.
 
-use crate::support::{server::ephemeral_port, RedisServer};
+use crate::servers::{server::ephemeral_port, RedisServer};
 use serde_json::Value;
 use std::{
     io::{Read, Write},

@@ -2,7 +2,7 @@
 //! never causes a client-visible error, a wrong body or a hang, whatever happens to Redis; and
 //! caching resumes once Redis is back.
 //!
-//! Every scenario runs the same three phases through the axum app of `support::load`
+//! Every scenario runs the same three phases through the axum app of `app::load`
 //! (16 clients over real TCP, 50 distinct requests, a 20 ms handler, the default 50 ms lookup
 //! timeout and circuit breaker of 5 failures / 1 s cool-down):
 //!
@@ -20,11 +20,12 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::support::load::{entity, expected_body, key_factory, lang, redis_key};
-use crate::support::server::{ephemeral_port, PortChoice};
-use crate::support::{
-    serve_app, App, Load, LoadConfig, ProxyMode, RedisServer, Reply, Report, Sample, TcpProxy,
+use crate::app::load::{
+    entity, expected_body, key_factory, lang, redis_key, serve_app, App, Load, LoadConfig, Report,
+    Sample,
 };
+use crate::servers::server::{ephemeral_port, PortChoice};
+use crate::servers::{ProxyMode, RedisServer, Reply, TcpProxy};
 use tower_redis_cache::{CacheLayer, CacheStats, Entry, RedisStore};
 
 /// What the handler costs.

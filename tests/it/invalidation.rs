@@ -3,8 +3,8 @@
 //! down, the unsafe-request policy and hostile input. Every test runs on the standalone server
 //! and on the three-master cluster.
 
-use crate::cache_support::*;
-use crate::support::cluster::key_slot;
+use crate::app::*;
+use crate::servers::cluster::key_slot;
 use axum::{
     body::Body,
     extract::Path,

@@ -5,8 +5,18 @@
 //! `compose.yaml` settings) on free loopback ports; none touches a server on 6379. Run one area
 //! with a filter: `cargo test --test it faults::`.
 //!
-//! - [`support`]: the process harness (Redis servers and clusters, the fault proxy, the load
-//!   generator of the fault scenarios); [`cache_support`]: HTTP helpers and `redis_test!`.
+//! The harness is in two folders, named for what they hold:
+//!
+//! - [`servers`]: Redis itself — `redis-server` processes, the three-master cluster, a test's
+//!   deployment of either ([`servers::Redis`]), the fault TCP proxy, the raw RESP client and
+//!   `MONITOR` feeds, TLS certificates, the `compose.yaml` settings. It knows nothing of HTTP,
+//!   and the benches include it as it is.
+//! - [`app`]: the cached axum app — the `redis_test!` macro (one body on standalone and on a
+//!   cluster), the layer and store of a test, `send` and its `Reply`, bounded waits, the
+//!   nothing-stored sentinel, and the HTTP load generator of the fault scenarios.
+//!
+//! The tests, by area:
+//!
 //! - [`cache`]: misses and hits, keys, TTLs, HEAD, bodies, paths, topologies.
 //! - [`storability`]: what is never stored.
 //! - [`coalescing`]: concurrent misses for one key make one inner call.
@@ -16,7 +26,8 @@
 //! - [`cluster_nodes`]: a cluster master down, with and without replicas.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
 //! - [`invalidation`]: invalidation by entity, namespace and tag; races, bounds, spellings.
-//! - [`hostile`]: hostile input. [`security`]: TLS, credentials, logs.
+//! - [`hostile`]: hostile request bodies, entity ids, unkeyed inputs, store contents.
+//! - [`security`]: passwords and ACL users, TLS, credentials never shown.
 //! - [`keys`]: canonical keys against the reference canonicaliser.
 //! - [`metrics`]: what the `metrics` facade reports, through a debugging recorder.
 //! - [`near_cache`]: the near cache's coherence across instances, its TTL and byte bounds, and
@@ -25,11 +36,11 @@
 //!   before body work, write-backs bounded by bytes.
 //! - [`compose`]: `compose.yaml`'s settings on a live server.
 //! - [`example_app`]: the predictions example's `/stats` and `/metrics`, and the load generator.
-//! - [`support_selftest`]: the harness itself.
+//! - [`servers_selftest`]: the Redis harness itself.
 
-mod support;
+mod servers;
 #[macro_use]
-mod cache_support;
+mod app;
 
 mod cache;
 mod cluster_nodes;
@@ -46,6 +57,6 @@ mod metrics;
 mod near_cache;
 mod request_path;
 mod security;
+mod servers_selftest;
 mod stale;
 mod storability;
-mod support_selftest;

@@ -5,7 +5,7 @@
 //! runs on a current-thread runtime, so the cache, fred and the write-back tasks all report to
 //! it and no other test's figures mix in.
 
-use crate::cache_support::*;
+use crate::app::*;
 use axum::{
     body::Body,
     http::{header, Request},

@@ -3,8 +3,8 @@
 //! settings shared by every route, the circuit breaker checked before any body or key work, and
 //! write-backs bounded by bytes.
 
-use crate::cache_support::*;
-use crate::support::RedisServer;
+use crate::app::*;
+use crate::servers::RedisServer;
 use axum::{
     body::Body,
     http::{header, Method, Request, StatusCode},

@@ -3,7 +3,7 @@
 //! is served instead of a 5xx; Redis keeps entries for the TTL plus the longest window.
 //! (Entries must age past their TTL here, so these tests wait for time to pass.)
 
-use crate::cache_support::*;
+use crate::app::*;
 use axum::{http::StatusCode, response::IntoResponse, routing::get, Router};
 use futures_util::future::join_all;
 use std::{

@@ -2,10 +2,10 @@
 //! real Redis (standalone and cluster, `<test>::standalone` / `<test>::cluster`).
 //!
 //! "Nothing stored" is proven, not assumed: the layers here allow one write in flight, and
-//! `assert_nothing_stored` (see `cache_support`) sends a storable request after the ones under
+//! `assert_nothing_stored` (see `app::nothing_stored`) sends a storable request after the ones under
 //! test and checks that it got the write permit and that its entry is the only key in Redis.
 
-use crate::cache_support::*;
+use crate::app::*;
 use axum::{
     body::Body,
     extract::Request,

@@ -2,9 +2,10 @@
 //!
 //! [`TestPki::generate`] writes, with rcgen, into a temporary directory: a private CA, a server
 //! certificate for `127.0.0.1` and `localhost` signed by it, a client certificate signed by it,
-//! and an unrelated "wrong" CA. [`TlsRedis::start`] runs `redis-server` with a TLS port using
-//! them; the plain port stays open (loopback only) so the harness can wait for readiness and
-//! inspect the server with its plain-TCP RESP client.
+//! and an unrelated "wrong" CA. [`TlsRedis::start`] runs a standalone server or a three-master
+//! cluster with a TLS port per node using them (a cluster's bus is on TLS too); the plain ports
+//! stay open (loopback only) so the harness can wait for readiness and inspect the servers with
+//! its plain-TCP RESP client.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+use super::cluster::RedisCluster;
 use super::server::{ephemeral_port, percent_encode, RedisServer, TempDir};
+use super::topology::{self, userinfo, Redis, Topology};
 
 /// PEM files of a private CA, a server and a client certificate, plus an unrelated CA.
 pub struct TestPki {
@@ -125,23 +128,33 @@ fn leaf(
     (cert.pem(), key.serialize_pem())
 }
 
-/// A `redis-server` with a TLS port (certificates from a [`TestPki`]) besides its plain port.
+/// A deployment (standalone or cluster) with a TLS port per node (certificates from a
+/// [`TestPki`]) besides its plain ports.
 pub struct TlsRedis {
-    /// The server; its plain port and RESP helpers work as usual.
-    pub server: RedisServer,
-    tls_port: u16,
+    /// The deployment; its plain ports and RESP helpers work as usual.
+    pub redis: Redis,
+    tls_ports: Vec<u16>,
 }
 
 impl TlsRedis {
-    /// Starts a server with `--tls-port` and the PKI's server certificate, trusting the PKI's CA
-    /// for client certificates; `auth_clients` sets `--tls-auth-clients yes|no`; `password`
-    /// sets `--requirepass`.
+    /// Starts a standalone server with `--tls-port` and the PKI's server certificate, trusting
+    /// the PKI's CA for client certificates; `auth_clients` sets `--tls-auth-clients yes|no`;
+    /// `password` sets `--requirepass`.
     pub fn start(pki: &TestPki, auth_clients: bool, password: Option<&str>) -> TlsRedis {
+        TlsRedis::start_on(Topology::Standalone, pki, auth_clients, password)
+    }
+
+    /// Like [`start`](Self::start), on `topology`. A cluster's nodes speak TLS on their bus
+    /// too, presenting the PKI's client certificate to each other (the nodes ask for one when
+    /// `auth_clients`).
+    pub fn start_on(
+        topology: Topology,
+        pki: &TestPki,
+        auth_clients: bool,
+        password: Option<&str>,
+    ) -> TlsRedis {
         let path = |p: PathBuf| p.to_str().expect("UTF-8 temp path").to_owned();
-        let tls_port = ephemeral_port();
-        let mut builder = RedisServer::builder().args([
-            "--tls-port".to_owned(),
-            tls_port.to_string(),
+        let mut args = vec![
             "--tls-cert-file".to_owned(),
             path(pki.server_cert()),
             "--tls-key-file".to_owned(),
@@ -150,30 +163,75 @@ impl TlsRedis {
             path(pki.ca()),
             "--tls-auth-clients".to_owned(),
             if auth_clients { "yes" } else { "no" }.to_owned(),
-        ]);
-        if let Some(password) = password {
-            builder = builder.password(password);
-        }
-        TlsRedis {
-            server: builder.start(),
-            tls_port,
+        ];
+        match topology {
+            Topology::Standalone => {
+                let tls_port = ephemeral_port();
+                let mut builder = RedisServer::builder()
+                    .args(["--tls-port".to_owned(), tls_port.to_string()])
+                    .args(args);
+                if let Some(password) = password {
+                    builder = builder.password(password);
+                }
+                TlsRedis {
+                    redis: Redis::Standalone(builder.start()),
+                    tls_ports: vec![tls_port],
+                }
+            }
+            Topology::Cluster => {
+                args.extend([
+                    "--tls-client-cert-file".to_owned(),
+                    path(pki.client_cert()),
+                    "--tls-client-key-file".to_owned(),
+                    path(pki.client_key()),
+                ]);
+                let mut builder = RedisCluster::builder().tls(args);
+                if let Some(password) = password {
+                    builder = builder.password(password);
+                }
+                let cluster = builder.start();
+                TlsRedis {
+                    tls_ports: cluster.tls_ports().to_vec(),
+                    redis: Redis::Cluster(cluster),
+                }
+            }
         }
     }
 
-    /// The TLS port.
+    /// The TLS port of the first node (the one a URL names first).
     pub fn tls_port(&self) -> u16 {
-        self.tls_port
+        self.tls_ports[0]
     }
 
-    /// `rediss://127.0.0.1:TLS_PORT`, with the server's password if it has one.
+    /// The TLS ports, in node order.
+    pub fn tls_ports(&self) -> &[u16] {
+        &self.tls_ports
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` (`rediss-cluster://…` on a cluster), with the password
+    /// if the deployment has one.
     pub fn url(&self) -> String {
-        match self.server.password() {
-            Some(pw) => format!(
-                "rediss://:{}@127.0.0.1:{}",
-                percent_encode(pw),
-                self.tls_port
-            ),
-            None => format!("rediss://127.0.0.1:{}", self.tls_port),
-        }
+        let password = self.password();
+        self.url_with("", password.as_deref().unwrap_or(""))
+    }
+
+    /// Like [`url`](Self::url) with `user` and `password` instead (both empty: none).
+    pub fn url_with(&self, user: &str, password: &str) -> String {
+        let auth = userinfo(user, password);
+        topology::url(self.redis.topology(), true, &auth, &self.tls_ports)
+    }
+
+    /// A plain-TCP URL (`redis://`, `redis-cluster://`) naming the TLS ports, no password.
+    pub fn plain_url_to_tls_ports(&self) -> String {
+        topology::url(self.redis.topology(), false, "", &self.tls_ports)
+    }
+
+    /// A TLS URL (`rediss://`, `rediss-cluster://`) naming the plain ports, no password.
+    pub fn tls_url_to_plain_ports(&self) -> String {
+        topology::url(self.redis.topology(), true, "", &self.redis.ports())
+    }
+
+    fn password(&self) -> Option<String> {
+        self.redis.nodes()[0].password().map(str::to_owned)
     }
 }

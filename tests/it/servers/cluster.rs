@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::resp::Reply;
-use super::server::{percent_encode, PortChoice, RedisServer};
+use super::server::{cluster_port_pair, percent_encode, PortChoice, RedisServer};
 
 /// Number of hash slots in Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -21,6 +21,8 @@ pub const SLOT_RANGES: [(u16, u16); 3] = [(0, 5460), (5461, 10922), (10923, 1638
 /// A running three-master cluster on loopback. Nodes are killed on drop.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// With [`RedisClusterBuilder::tls`]: node `i`'s TLS port.
+    tls_ports: Vec<u16>,
     /// With [`RedisClusterBuilder::replicas`]: replica `i` follows node `i`.
     replicas: Vec<RedisServer>,
     password: Option<String>,
@@ -32,6 +34,7 @@ pub struct RedisClusterBuilder {
     args: Vec<String>,
     password: Option<String>,
     replicas: bool,
+    tls: Option<Vec<String>>,
 }
 
 impl RedisClusterBuilder {
@@ -54,9 +57,24 @@ impl RedisClusterBuilder {
         self
     }
 
-    fn start_node(&self) -> RedisServer {
+    /// Clients and the cluster bus over TLS: every node gets a TLS port of its own besides
+    /// its plain one (which stays for the harness), `--tls-cluster yes`, and `tls_args` (the
+    /// certificate and key files, `--tls-auth-clients`; see `TlsRedis`). The cluster then
+    /// announces the TLS ports to TLS clients, and [`RedisCluster::url`] is `rediss-cluster://`.
+    pub fn tls(mut self, tls_args: Vec<String>) -> Self {
+        self.tls = Some(tls_args);
+        self
+    }
+
+    /// One node and its TLS port (0 without TLS). With TLS the bus port follows the TLS port
+    /// (`tls_port + 10000`), so that is the pair that must be free.
+    fn start_node(&self) -> (RedisServer, u16) {
+        let (choice, tls_port) = match &self.tls {
+            Some(_) => (PortChoice::Ephemeral, cluster_port_pair()),
+            None => (PortChoice::ClusterPair, 0),
+        };
         let mut builder = RedisServer::builder()
-            .port_choice(PortChoice::ClusterPair)
+            .port_choice(choice)
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--cluster-node-timeout", "2000"])
@@ -64,12 +82,24 @@ impl RedisClusterBuilder {
         if let Some(pw) = &self.password {
             builder = builder.args(["--masterauth", pw]).password(pw.clone());
         }
-        builder.start()
+        if let Some(tls_args) = &self.tls {
+            builder = builder
+                .args(["--tls-port".to_owned(), tls_port.to_string()])
+                .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                .args(tls_args.iter().cloned());
+        }
+        (builder.start(), tls_port)
     }
 
     /// Starts the three nodes, forms the cluster and waits until it is healthy.
     pub fn start(self) -> RedisCluster {
-        let nodes: Vec<RedisServer> = SLOT_RANGES.iter().map(|_| self.start_node()).collect();
+        let (nodes, tls_ports): (Vec<RedisServer>, Vec<u16>) =
+            SLOT_RANGES.iter().map(|_| self.start_node()).unzip();
+        // The port a node is met on: the one its bus port follows.
+        let meet_port = |node: &RedisServer, tls_port: u16| match self.tls {
+            Some(_) => tls_port,
+            None => node.port(),
+        };
 
         for (i, (node, (lo, hi))) in nodes.iter().zip(SLOT_RANGES).enumerate() {
             let epoch = (i + 1).to_string();
@@ -79,25 +109,26 @@ impl RedisClusterBuilder {
                 &["CLUSTER", "ADDSLOTSRANGE", &lo.to_string(), &hi.to_string()],
             );
         }
-        for other in &nodes[1..] {
-            expect_ok(
-                &nodes[0],
-                &["CLUSTER", "MEET", "127.0.0.1", &other.port().to_string()],
-            );
+        for (other, &tls_port) in nodes[1..].iter().zip(&tls_ports[1..]) {
+            let port = meet_port(other, tls_port).to_string();
+            expect_ok(&nodes[0], &["CLUSTER", "MEET", "127.0.0.1", &port]);
         }
         let mut replicas = Vec::new();
         if self.replicas {
             for _ in &nodes {
-                let replica = self.start_node();
-                expect_ok(
-                    &nodes[0],
-                    &["CLUSTER", "MEET", "127.0.0.1", &replica.port().to_string()],
-                );
+                let (replica, tls_port) = self.start_node();
+                let port = meet_port(&replica, tls_port).to_string();
+                expect_ok(&nodes[0], &["CLUSTER", "MEET", "127.0.0.1", &port]);
                 replicas.push(replica);
             }
         }
         let cluster = RedisCluster {
             nodes,
+            tls_ports: if self.tls.is_some() {
+                tls_ports
+            } else {
+                Vec::new()
+            },
             replicas,
             password: self.password,
         };
@@ -166,10 +197,12 @@ impl RedisCluster {
                             Err(e) => format!("<{e}>"),
                         };
                         format!(
-                            "node :{}\n{}\n{}",
+                            "node :{} (pid {:?})\n{}\n{}\n{}",
                             n.port(),
+                            n.pid(),
                             probe(&["CLUSTER", "INFO"]),
-                            probe(&["CLUSTER", "NODES"])
+                            probe(&["CLUSTER", "NODES"]),
+                            n.log_tail()
                         )
                     })
                     .collect();
@@ -183,22 +216,23 @@ impl RedisCluster {
     }
 
     /// `redis-cluster://127.0.0.1:P1?node=127.0.0.1:P2&node=127.0.0.1:P3` (fred's URL form), with
-    /// `:PASSWORD@` when a password is set.
+    /// `:PASSWORD@` when a password is set; `rediss-cluster://` and the TLS ports with
+    /// [`RedisClusterBuilder::tls`].
     pub fn url(&self) -> String {
         let auth = self
             .password
             .as_deref()
             .map(|pw| format!(":{}@", percent_encode(pw)))
             .unwrap_or_default();
-        let others: Vec<String> = self.nodes[1..]
-            .iter()
-            .map(|n| format!("node=127.0.0.1:{}", n.port()))
-            .collect();
-        format!(
-            "redis-cluster://{auth}127.0.0.1:{}?{}",
-            self.nodes[0].port(),
-            others.join("&")
-        )
+        match self.tls_ports.is_empty() {
+            true => cluster_url("redis-cluster", &auth, &self.ports()),
+            false => cluster_url("rediss-cluster", &auth, &self.tls_ports),
+        }
+    }
+
+    /// The TLS ports, in node order (empty without [`RedisClusterBuilder::tls`]).
+    pub fn tls_ports(&self) -> &[u16] {
+        &self.tls_ports
     }
 
     /// The nodes; node `i` owns [`SLOT_RANGES`]`[i]`.
@@ -262,6 +296,20 @@ impl RedisCluster {
     pub fn flushall(&self) {
         self.nodes.iter().for_each(RedisServer::flushall);
     }
+}
+
+/// `{scheme}://{auth}127.0.0.1:P1?node=127.0.0.1:P2&node=…`: fred's URL form of a cluster, its
+/// seed nodes on `ports`; `auth` is `user:password@` or empty.
+pub fn cluster_url(scheme: &str, auth: &str, ports: &[u16]) -> String {
+    let others: Vec<String> = ports[1..]
+        .iter()
+        .map(|port| format!("node=127.0.0.1:{port}"))
+        .collect();
+    format!(
+        "{scheme}://{auth}127.0.0.1:{}?{}",
+        ports[0],
+        others.join("&")
+    )
 }
 
 /// Whether one node (if reachable) reports a healthy three-master cluster.

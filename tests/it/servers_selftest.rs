@@ -1,4 +1,4 @@
-//! Self-tests of the integration-test harness in `tests/it/support/`: real `redis-server`
+//! Self-tests of the integration-test harness in `tests/it/servers/`: real `redis-server`
 //! processes (standalone, cluster, compose settings), the RESP client, and the fault proxy.
 
 use std::io;
@@ -7,10 +7,10 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::resp::{encode_command, read_reply};
-use crate::support::{
-    compose_redis_args, crc16_xmodem, key_slot, parse_service_command, ProxyMode, RedisCluster,
-    RedisServer, Reply, RespConnection, TcpProxy,
+use crate::servers::resp::{encode_command, read_reply};
+use crate::servers::{
+    compose_redis_args, crc16_xmodem, key_slot, parse_service_command, Monitor, ProxyMode,
+    RedisCluster, RedisServer, Reply, RespConnection, TcpProxy,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -211,7 +211,7 @@ fn dropping_a_paused_server_kills_it() {
 /// this binary with the marker variable set.
 #[test]
 fn start_without_redis_on_path_child() {
-    if std::env::var_os("SUPPORT_SELFTEST_NO_REDIS_CHILD").is_some() {
+    if std::env::var_os("SERVERS_SELFTEST_NO_REDIS_CHILD").is_some() {
         RedisServer::start();
     }
 }
@@ -221,12 +221,12 @@ fn missing_redis_server_panics_with_install_hint() {
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "support_selftest::start_without_redis_on_path_child",
+            "servers_selftest::start_without_redis_on_path_child",
             "--nocapture",
             "--test-threads=1",
         ])
         .env("PATH", "/nonexistent")
-        .env("SUPPORT_SELFTEST_NO_REDIS_CHILD", "1")
+        .env("SERVERS_SELFTEST_NO_REDIS_CHILD", "1")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout) + String::from_utf8_lossy(&output.stderr);
@@ -239,6 +239,28 @@ fn missing_redis_server_panics_with_install_hint() {
             "redis-server not found on PATH: install it with `apt-get install redis-server`"
         ),
         "{text}"
+    );
+}
+
+#[test]
+fn monitor_sees_every_command_up_to_its_sentinel_and_nothing_after() {
+    let redis = RedisServer::builder().password("pw").start();
+    redis.set_raw("before", b"1");
+    let monitor = Monitor::start([&redis]);
+    redis.set_raw("during", b"2");
+    assert_eq!(redis.get("during"), Some(b"2".to_vec()));
+    let lines = monitor.stop();
+    redis.set_raw("after", b"3");
+    let commands: Vec<&str> = lines
+        .iter()
+        .map(|line| line.split_once("] ").expect("a MONITOR line").1)
+        // Every harness connection authenticates first.
+        .filter(|command| *command != r#""AUTH" "(redacted)""#)
+        .collect();
+    assert_eq!(
+        commands,
+        [r#""SET" "during" "2""#, r#""GET" "during""#],
+        "{lines:#?}"
     );
 }
 
