@@ -401,7 +401,7 @@ impl Fixture {
         }
         let stored: Bytes = self.client.get(target.key.as_str()).await.expect("GET");
         // The entry holds the body (LZ4-compressed, as bodies of 1 KiB and more are by default).
-        let entry = tower_redis_cache::Entry::decode(stored).expect("an entry");
+        let entry = tower_redis_cache::store::Entry::decode(stored).expect("an entry");
         assert_eq!(entry.body().len(), size, "the entry holds the body");
         for row in Row::ALL {
             target.once(row).await;

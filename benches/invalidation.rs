@@ -22,7 +22,10 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use tower_redis_cache::{EntryWrite, Invalidator, KeyFactory, RedisStore, Store, Variant};
+use tower_redis_cache::{
+    store::{EntryWrite, Store},
+    Invalidator, KeyFactory, RedisStore, Variant,
+};
 
 const OTHER_KEYS: u64 = 1_000_000;
 const ROUNDS: usize = 7;

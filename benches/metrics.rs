@@ -40,7 +40,7 @@ use std::{
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_redis_cache::{
-    Cache, CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore, Store,
+    store::Store, Cache, CacheLayer, Entity, KeyFactory, MemoryStore, Policy, RedisStore,
 };
 
 /// Interleaved measurement: rounds, and requests per row in each round.

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use servers::{RedisCluster, RedisServer};
 use stats::{quantile, sorted_durations};
 use std::time::{Duration, Instant};
-use tower_redis_cache::{NearCache, RedisStore, Store};
+use tower_redis_cache::{store::Store, NearCache, RedisStore};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {

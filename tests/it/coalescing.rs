@@ -312,7 +312,7 @@ redis_test!(
         // Another instance took the lease and died: nobody ever releases it.
         let key = key_factory().key("slow", "_", &tower_redis_cache::Variant::new());
         let store = connect(&redis).await;
-        use tower_redis_cache::{Lease, Store};
+        use tower_redis_cache::store::{Lease, Store};
         assert!(matches!(
             store.lease(key.as_str(), dead).await.unwrap(),
             Lease::Taken(_)

@@ -325,3 +325,44 @@ fn the_load_generator_refuses_a_remote_target() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--allow-remote"), "{stderr}");
 }
+
+#[test]
+fn logs_piped_to_a_file_carry_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let redis = RedisServer::start();
+    let mut child = Command::new(example("predictions"))
+        .env("BIND", format!("127.0.0.1:{}", ephemeral_port()))
+        .env("REDIS_URL", redis.url())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn the predictions example");
+    let stdout = child.stdout.take().expect("piped");
+    let (lines, read) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // The line naming the store is logged once Redis answered: read up to it.
+    let mut seen = Vec::new();
+    loop {
+        let line = read
+            .recv_timeout(PROCESS_TIMEOUT)
+            .unwrap_or_else(|_| panic!("no store line in {seen:#?}"));
+        let done = line.contains("caching in Redis at");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for line in &seen {
+        assert!(!line.contains('\u{1b}'), "a colour code in {line:?}");
+    }
+    assert!(seen.iter().any(|l| l.contains("INFO")), "{seen:#?}");
+}

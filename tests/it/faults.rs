@@ -26,7 +26,7 @@ use crate::app::load::{
 };
 use crate::servers::server::{ephemeral_port, PortChoice};
 use crate::servers::{ProxyMode, RedisServer, Reply, TcpProxy};
-use tower_redis_cache::{CacheLayer, CacheStats, Entry, RedisStore};
+use tower_redis_cache::{store::Entry, CacheLayer, CacheStats, RedisStore};
 
 /// What the handler costs.
 const HANDLER: Duration = Duration::from_millis(20);

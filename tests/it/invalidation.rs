@@ -23,7 +23,8 @@ use std::{
 };
 use tokio::sync::{mpsc, Mutex, Semaphore};
 use tower_redis_cache::{
-    CacheLayer, Entity, EntryWrite, Invalidator, Policy, Store, StoreErrorKind, Variant,
+    store::{EntryWrite, Store},
+    CacheLayer, Entity, Invalidator, Policy, StoreErrorKind, Variant,
 };
 
 /// The data behind the handlers: a version the tests bump, and a gate that can hold handlers

@@ -15,7 +15,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
-use tower_redis_cache::{CacheLayer, Entity, NearCache, Policy, RedisStore, Store, Variant};
+use tower_redis_cache::{store::Store, CacheLayer, Entity, NearCache, Policy, RedisStore, Variant};
 
 /// A near cache in front of its own store on `url`, once its tracking is on.
 async fn near_on(url: &str) -> NearCache {

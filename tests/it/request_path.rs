@@ -34,7 +34,8 @@ use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_redis_cache::{
-    CacheLayer, Entity, MemoryStore, Policy, RedisStore, RequestBody, Store, StoreFuture,
+    store::{Store, StoreFuture},
+    CacheLayer, Entity, MemoryStore, Policy, RedisStore, RequestBody,
 };
 
 /// A plain hyper 1 server (no axum) on a loopback port: `TimeoutLayer` outside the cache, the

@@ -19,7 +19,10 @@ use std::{
     time::Duration,
 };
 use tower::{ServiceBuilder, ServiceExt};
-use tower_redis_cache::{CacheLayer, Entity, Policy, Store, StoreFuture, Variant, MAX_ENTITY_LEN};
+use tower_redis_cache::{
+    store::{Store, StoreFuture},
+    CacheLayer, Entity, Policy, Variant, MAX_ENTITY_LEN,
+};
 
 /// Path ids as they appear in the URI (raw or percent-encoded), each a different entity.
 const HOSTILE_IDS: [&str; 24] = [

@@ -10,7 +10,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use bytes::Bytes;
 use std::time::{Duration, SystemTime};
 use tower::ServiceExt;
-use tower_redis_cache::Entry;
+use tower_redis_cache::store::Entry;
 
 fn encoded_entry(identity: &[u8], body: &'static [u8], headers: &[(&str, &str)]) -> Bytes {
     let mut map = http::HeaderMap::new();

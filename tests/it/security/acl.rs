@@ -5,7 +5,7 @@
 use super::fixture::*;
 use crate::app::eventually;
 use std::time::{Duration, Instant};
-use tower_redis_cache::{Store, StoreErrorKind};
+use tower_redis_cache::{store::Store, StoreErrorKind};
 
 redis_test!(
     acl_user_from_the_url_is_used_and_confined_to_its_keys,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tower_redis_cache::{
-    CacheLayer, Entity, KeyFactory, Policy, RedisStore, RedisStoreBuilder, Store, StoreError,
+    store::Store, CacheLayer, Entity, KeyFactory, Policy, RedisStore, RedisStoreBuilder, StoreError,
 };
 
 /// The server password: distinctive, so a leak cannot hide behind a common word.
@@ -81,9 +81,14 @@ pub fn assert_hides(text: &str, secrets: &[&str], what: &str) {
 
 /// Asserts a connect error reveals no secret in its `Display` or `Debug` form.
 #[track_caller]
-pub fn assert_error_hides(error: &StoreError, secrets: &[&str], what: &str) {
-    assert_hides(&error.to_string(), secrets, &format!("{what} (Display)"));
-    assert_hides(&format!("{error:?}"), secrets, &format!("{what} (Debug)"));
+/// Every error of the chain (`source()` included: a store error keeps fred's) is checked.
+pub fn assert_error_hides(error: &(dyn std::error::Error + 'static), secrets: &[&str], what: &str) {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        assert_hides(&error.to_string(), secrets, &format!("{what} (Display)"));
+        assert_hides(&format!("{error:?}"), secrets, &format!("{what} (Debug)"));
+        next = error.source();
+    }
 }
 
 /// The app of every round trip: `GET /items/{id}`, cached per id, counting handler runs.
