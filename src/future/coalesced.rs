@@ -3,15 +3,13 @@
 
 use super::pending::Pending;
 use crate::{
-    body::ResponseBody,
     coalesce::flight::Outcome,
     entry::Entry,
-    hit::{self, CacheStatus},
+    hit::{self, CacheStatus, Cached},
     key::Identity,
     observe::event::Event,
 };
 use bytes::Bytes;
-use http::Response;
 use http_body::Body;
 use std::time::SystemTime;
 
@@ -34,11 +32,11 @@ pub(super) fn stored_entry(bytes: Bytes, identity: &Identity) -> Option<Entry> {
 
 /// The response of `pending`, a miss reported as `status`, answered with `entry`; counted as
 /// coalesced.
-pub(super) fn respond<S, ReqBody, ResBody>(
+pub(super) fn respond<S, ReqBody>(
     pending: &Pending<S, ReqBody>,
     entry: Entry,
     status: CacheStatus,
-) -> Response<ResponseBody<ResBody>>
+) -> Cached
 where
     ReqBody: Body,
 {

@@ -102,13 +102,8 @@ where
             .count(&stale.namespace, Event::StaleIfError);
         let window = StaleWindow::IfError;
         let now = SystemTime::now();
-        return Ok(hit::stale(
-            stale.entry,
-            stale.head,
-            window,
-            now,
-            &runtime.name,
-        ));
+        let response = hit::stale(stale.entry, stale.head, window, now, &runtime.name);
+        return Ok(response.map(ResponseBody::cached));
     }
     let response = result?;
     Ok(match finish {

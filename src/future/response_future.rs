@@ -256,13 +256,14 @@ where
                         Resolution::Fresh(entry) => {
                             let request = &pending.request;
                             let (method, headers) = (request.method(), request.headers());
-                            return Poll::Ready(Ok(hit::fresh(entry, method, headers, now, name)));
+                            let response = hit::fresh(entry, method, headers, now, name);
+                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
                         Resolution::Stale(entry) => {
                             let window = StaleWindow::WhileRevalidate;
                             let response = hit::stale(entry, pending.is_head(), window, now, name);
                             refresh::start(pending);
-                            return Poll::Ready(Ok(response));
+                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
                         Resolution::Miss(status, stale) => {
                             pending.stale = stale;
@@ -275,7 +276,8 @@ where
                     let (pending, status) = pending.take().expect(DONE);
                     match coalesced::shared_entry(outcome, &pending.identity) {
                         Some(entry) => {
-                            return Poll::Ready(Ok(coalesced::respond(&pending, entry, status)))
+                            let response = coalesced::respond(&pending, entry, status);
+                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
                         // Nothing to share, or waited long enough: on its own, at once.
                         None => State::forward(pending, status, None, None),
@@ -296,7 +298,8 @@ where
                         // instance's waiters too.
                         Some(entry) => {
                             flight.publish(Outcome::Entry(Arc::new(entry.clone())));
-                            return Poll::Ready(Ok(coalesced::respond(&pending, entry, status)));
+                            let response = coalesced::respond(&pending, entry, status);
+                            return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
                         None => State::forward(pending, status, Some(flight), lease),
                     }

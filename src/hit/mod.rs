@@ -8,5 +8,5 @@ mod response;
 mod status;
 
 pub(crate) use self::etag::{derived_etag, is_entity_tag};
-pub(crate) use self::response::{collapsed, fresh, stale, StaleWindow};
+pub(crate) use self::response::{collapsed, fresh, stale, Cached, StaleWindow};
 pub(crate) use self::status::{is_token, CacheStatus, Fwd, CACHE_STATUS};

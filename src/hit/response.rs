@@ -7,9 +7,14 @@ use super::{
     conditional::{not_modified, KEPT_BY_304},
     status::{CacheStatus, CACHE_STATUS},
 };
-use crate::{body::ResponseBody, entry::Entry};
+use crate::entry::Entry;
+use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use std::time::SystemTime;
+
+/// A response made from an entry: its body, or none (`HEAD`, `304`). The future wraps it in a
+/// `ResponseBody` only as it returns it: that type is large, and moving it costs a copy.
+pub(crate) type Cached = Response<Option<Bytes>>;
 
 /// The window within which a stale entry is served (RFC 5861).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,13 +28,13 @@ pub(crate) enum StaleWindow {
 /// A fresh hit on `entry` at `now` for a request with `method` and `headers`, from the cache
 /// called `name`: `304` when the request's validators match, else the stored response (without
 /// its body for `HEAD`).
-pub(crate) fn fresh<B>(
+pub(crate) fn fresh(
     entry: Entry,
     method: &Method,
     headers: &HeaderMap,
     now: SystemTime,
     name: &str,
-) -> Response<ResponseBody<B>> {
+) -> Cached {
     let status = CacheStatus::Hit {
         ttl: entry.freshness(now),
         detail: None,
@@ -46,13 +51,13 @@ pub(crate) fn fresh<B>(
 }
 
 /// A stale `entry` served within `window` (never as a `304`).
-pub(crate) fn stale<B>(
+pub(crate) fn stale(
     entry: Entry,
     head: bool,
     window: StaleWindow,
     now: SystemTime,
     name: &str,
-) -> Response<ResponseBody<B>> {
+) -> Cached {
     let detail = match window {
         StaleWindow::WhileRevalidate => "stale-while-revalidate",
         StaleWindow::IfError => "stale-if-error",
@@ -66,28 +71,28 @@ pub(crate) fn stale<B>(
 
 /// A miss (reported as `status`) answered with `entry`, which another request for its key
 /// fetched (`collapsed`); `304` when the request's validators match.
-pub(crate) fn collapsed<B>(
+pub(crate) fn collapsed(
     entry: Entry,
     method: &Method,
     headers: &HeaderMap,
     status: CacheStatus,
     now: SystemTime,
     name: &str,
-) -> Response<ResponseBody<B>> {
+) -> Cached {
     let not_modified = not_modified(method, headers, entry.headers());
     let head = *method == Method::HEAD;
     from_entry(entry, head, not_modified, now, name, status.collapsed())
 }
 
 /// The response rebuilt from `entry`, reported as `cache_status`.
-fn from_entry<B>(
+fn from_entry(
     entry: Entry,
     head: bool,
     not_modified: bool,
     now: SystemTime,
     name: &str,
     cache_status: CacheStatus,
-) -> Response<ResponseBody<B>> {
+) -> Cached {
     let age = entry.age(now).as_secs();
     let (status, mut headers, body) = entry.into_response_parts();
     if not_modified {
@@ -99,7 +104,7 @@ fn from_entry<B>(
         }
         kept.insert(header::AGE, HeaderValue::from(age));
         kept.append(CACHE_STATUS, cache_status.header_value(name));
-        let mut response = Response::new(ResponseBody::cached(None));
+        let mut response = Response::new(None);
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         *response.headers_mut() = kept;
         return response;
@@ -109,7 +114,7 @@ fn from_entry<B>(
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     headers.insert(header::AGE, HeaderValue::from(age));
     headers.append(CACHE_STATUS, cache_status.header_value(name));
-    let mut response = Response::new(ResponseBody::cached((!head).then_some(body)));
+    let mut response = Response::new((!head).then_some(body));
     *response.status_mut() = status;
     *response.headers_mut() = headers;
     response
