@@ -176,5 +176,5 @@ pub use crate::rules::tags::{MAX_TAGS, MAX_TAG_LEN};
 pub use crate::service::Cache;
 pub use crate::store::memory::MemoryStore;
 pub use crate::store::near::{NearCache, NearCacheBuilder, NearCacheStats};
-pub use crate::store::redis::{RedisStore, RedisStoreBuilder};
+pub use crate::store::redis::{Durability, RedisStore, RedisStoreBuilder};
 pub use crate::store::{StoreError, StoreErrorKind};

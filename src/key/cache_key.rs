@@ -9,8 +9,7 @@ pub struct CacheKey(String);
 
 impl CacheKey {
     /// Wraps `key` after [`KeyFactory::start`](super::KeyFactory) and the encoded entity have
-    /// been written: closes the hash tag
-    /// and appends the variant id.
+    /// been written: closes the hash tag and appends the variant id.
     pub(crate) fn finish(mut key: String, variant: &Variant, encoded: &[u8]) -> Self {
         key.push_str("}:");
         variant.push_id(&mut key, encoded);

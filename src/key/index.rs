@@ -64,9 +64,16 @@ impl<'a> EntryAddress<'a> {
     }
 }
 
-/// The entry key of `member` (`{namespace}:{variant}`) of `entity`'s index.
+/// The entry key of `member` (`{namespace}:{variant}`) of `entity`'s index; `None` for a member
+/// no entry key of this crate has (its key could fall in another slot than the entity's).
 pub(crate) fn entity_member_key(prefix: &str, entity: &str, member: &str) -> Option<CacheKey> {
     let (namespace, variant) = member.split_once(':')?;
+    if [namespace, variant]
+        .iter()
+        .any(|field| field.contains(['{', '}', ':']))
+    {
+        return None;
+    }
     Some(CacheKey::from_encoded(prefix, namespace, entity, variant))
 }
 
@@ -113,16 +120,27 @@ pub(crate) fn tag_fence(prefix: &str, tag: &str) -> String {
     format!("{prefix}#tf:{{{tag}}}")
 }
 
-/// The entry key of a tag index member (`{namespace}:{{entity}}:{variant}`), and its entity.
-pub(crate) fn tag_member_key<'m>(prefix: &str, member: &'m str) -> Option<(String, &'m str)> {
+/// The entry key of a tag index member (`{namespace}:{{entity}}:{variant}`), its entity, and its
+/// member in the entity's index; `None` for a member no entry key of this crate has.
+pub(crate) fn tag_member_key<'m>(
+    prefix: &str,
+    member: &'m str,
+) -> Option<(String, &'m str, String)> {
     let key = format!("{prefix}{member}");
     let entity = member
         .split(':')
         .nth(1)?
         .strip_prefix('{')?
         .strip_suffix('}')?;
-    EntryAddress::parse_str(&key)?;
-    Some((key, entity))
+    let address = EntryAddress::parse_str(&key)?;
+    if [address.namespace, address.variant]
+        .iter()
+        .any(|field| field.contains(['{', '}', ':']))
+    {
+        return None;
+    }
+    let entity_member = address.entity_member();
+    Some((key, entity, entity_member))
 }
 
 #[cfg(test)]
@@ -147,7 +165,12 @@ mod tests {
         assert_eq!(address.tag_member(), "pred:{m_1}:default");
         assert_eq!(
             tag_member_key(address.prefix, &address.tag_member()),
-            Some((key.as_str().to_owned(), "m_1"))
+            Some((key.as_str().to_owned(), "m_1", "pred:default".to_owned()))
+        );
+        assert_eq!(
+            tag_member_key("p:", "n:{e}:v{x}"),
+            None,
+            "a brace moves the slot"
         );
         assert_eq!(tag_member_key("p:", "x"), None);
         assert_eq!(
@@ -155,6 +178,12 @@ mod tests {
             Some(key)
         );
         assert_eq!(entity_member_key("p:", "e", "no-separator"), None);
+        assert_eq!(
+            entity_member_key("p:", "e", "n{x}:v"),
+            None,
+            "a brace moves the slot"
+        );
+        assert_eq!(entity_member_key("p:", "e", "n:v:w"), None);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! [`StoreError`]: why a store call failed, with a kind to act on and the underlying error.
 
 use crate::config_error::ConfigError;
-use std::{borrow::Cow, error::Error, fmt, sync::Arc};
+use std::{error::Error, fmt, sync::Arc};
 
 /// Why a store call failed: a [`kind`](Self::kind) to act on, a message, and the underlying
-/// error (fred's, for [`RedisStore`](crate::RedisStore)) as [`source`](Error::source).
+/// error as [`source`](Error::source), to downcast and act on (for
+/// [`RedisStore`](crate::RedisStore): fred's `Error`, or the `StoreError` a retry or a
+/// connection attempt ended with). The message already tells what the source says, for logs
+/// that print only `Display`.
 ///
 /// ```
 /// use std::error::Error;
@@ -18,7 +21,7 @@ use std::{borrow::Cow, error::Error, fmt, sync::Arc};
 #[derive(Clone, Debug)]
 pub struct StoreError {
     kind: StoreErrorKind,
-    message: Cow<'static, str>,
+    message: String,
     /// The failure concerns one node of several (a cluster node): the store is up otherwise.
     node_scoped: bool,
     source: Option<Arc<dyn Error + Send + Sync>>,
@@ -34,14 +37,23 @@ pub enum StoreErrorKind {
     Unavailable,
     /// The store answered with an error (out of memory, wrong type, ...).
     Rejected,
-    /// The store was configured wrongly (bad URL, bad TLS files, ...); the source is a
-    /// [`ConfigError`].
+    /// The store was configured wrongly (bad URL, bad TLS files, ...); the source is the
+    /// [`ConfigError`] when a builder refused the settings, else the store's own error (such as
+    /// fred's, for a cluster URL pointing at a server without cluster support).
     Config,
+    /// The store is up but cannot do this now: a Redis Cluster slot being migrated (`TRYAGAIN`,
+    /// `ASK`) or moved (`MOVED`), a failover under way (`CLUSTERDOWN`, `READONLY`,
+    /// `MASTERDOWN`), a server loading its data (`LOADING`) or running a long script (`BUSY`).
+    /// Retry shortly.
+    Busy,
+    /// A write ran on the master, but fewer replicas than required acknowledged it in time
+    /// (Redis replicates asynchronously): it may or may not survive a failover. Retry it.
+    NotReplicated,
 }
 
 impl StoreError {
     /// Creates an error of `kind`. `message` must not contain credentials.
-    pub fn new(kind: StoreErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
@@ -73,6 +85,26 @@ impl StoreError {
         self.kind
     }
 
+    /// Whether calling again may succeed: the store was slow, unreachable or busy, or a write
+    /// was not acknowledged by enough replicas. `false` for a store that answered with an error
+    /// about the call itself (`Rejected`) or a wrong configuration (`Config`).
+    ///
+    /// ```
+    /// use tower_redis_cache::{StoreError, StoreErrorKind};
+    ///
+    /// assert!(StoreError::new(StoreErrorKind::Busy, "TRYAGAIN").is_retryable());
+    /// assert!(!StoreError::new(StoreErrorKind::Rejected, "WRONGTYPE").is_retryable());
+    /// ```
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            StoreErrorKind::Timeout
+            | StoreErrorKind::Unavailable
+            | StoreErrorKind::Busy
+            | StoreErrorKind::NotReplicated => true,
+            StoreErrorKind::Rejected | StoreErrorKind::Config => false,
+        }
+    }
+
     /// Whether the failure says the store is unreachable or too slow (what the circuit breaker
     /// counts), rather than that it answered with an error (a wrong-type value, out of memory).
     pub(crate) fn is_outage(&self) -> bool {
@@ -86,8 +118,10 @@ impl StoreError {
     pub(crate) fn detail(&self) -> &'static str {
         match self.kind {
             StoreErrorKind::Timeout => "store-timeout",
-            StoreErrorKind::Unavailable => "store-unavailable",
-            StoreErrorKind::Rejected | StoreErrorKind::Config => "store-error",
+            StoreErrorKind::Unavailable | StoreErrorKind::Busy => "store-unavailable",
+            StoreErrorKind::Rejected | StoreErrorKind::Config | StoreErrorKind::NotReplicated => {
+                "store-error"
+            }
         }
     }
 }

@@ -30,8 +30,10 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + S
 /// The trait grows by provided methods only: what later versions ask of a store (such as
 /// change tracking) comes with a default implementation, so a store written against this
 /// version keeps compiling. [`write`](Self::write) and [`invalidate`](Self::invalidate) are
-/// the invalidation protocol; [`RedisStore`](crate::RedisStore) and [`MemoryStore`](crate::MemoryStore) implement it. `Arc<S>` and `Box<S>` of a store (`Arc<dyn Store>` included) are
-/// stores too.
+/// the invalidation protocol; [`RedisStore`](crate::RedisStore) and
+/// [`MemoryStore`](crate::MemoryStore) implement it, and [`NearCache`](crate::NearCache)
+/// passes it on to its `RedisStore`. `Arc<S>` and `Box<S>` of a store (`Arc<dyn Store>`
+/// included) are stores too.
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};

@@ -24,6 +24,8 @@
 //! - [`compression`]: large bodies stored compressed, served as given.
 //! - [`conditional`]: `ETag`, `If-None-Match`, `If-Modified-Since` and `304` on hits.
 //! - [`cluster_nodes`]: a cluster master down, with and without replicas.
+//! - [`durability`]: an acknowledged invalidation survives a failover (it waited for the
+//!   replica); without durability, the failover undoes it.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
 //! - [`invalidation`]: invalidation by entity, namespace and tag; races, bounds, spellings.
 //! - [`hostile`]: hostile request bodies, entity ids, unkeyed inputs, store contents.
@@ -48,6 +50,7 @@ mod coalescing;
 mod compose;
 mod compression;
 mod conditional;
+mod durability;
 mod example_app;
 mod faults;
 mod hostile;

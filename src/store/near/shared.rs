@@ -109,6 +109,7 @@ impl Shared {
     pub(super) fn cached(&self, key: &str) -> Option<Bytes> {
         self.entries.peek(key)
     }
+
     /// Whether tracking is on (entries are served while heartbeats also come back).
     pub(super) fn is_tracking(&self) -> bool {
         self.tracking.load(Ordering::Acquire)

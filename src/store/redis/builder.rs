@@ -1,7 +1,12 @@
 //! [`RedisStoreBuilder`]: how a [`RedisStore`] is made from a URL and its settings.
 
 use super::{
-    cluster::ClusterClients, error::store_error, routing::Routes, settings::Settings, RedisStore,
+    cluster::ClusterClients,
+    durability::Durability,
+    error::store_error,
+    routing::{Routes, WaitingClient},
+    settings::Settings,
+    RedisStore,
 };
 use crate::{
     config_error::ConfigError,
@@ -64,6 +69,17 @@ impl RedisStoreBuilder {
     /// large.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.settings.pool_size = size.max(1);
+        self
+    }
+
+    /// How many replicas must hold an invalidation before it returns (default
+    /// [`Durability::Replicas(0)`](Durability::Replicas): every replica a Cluster master has),
+    /// and the longest it waits for them (default 500 ms). When fewer acknowledge in time the
+    /// invalidation fails with [`StoreErrorKind::NotReplicated`] (retryable): its drop may or
+    /// may not survive a failover.
+    pub fn durability(mut self, durability: Durability, timeout: Duration) -> Self {
+        self.settings.durability = durability;
+        self.settings.durability_timeout = timeout;
         self
     }
 
@@ -189,11 +205,22 @@ impl RedisStoreBuilder {
             }
             _ => None,
         };
+        let waiting = {
+            let (config, fred_builder) = (config.clone(), fred_builder.clone());
+            WaitingClient::new(move || {
+                let mut config = config.clone();
+                config.fail_fast = false;
+                fred_builder(config).build()
+            })
+        };
         let pool = fred_builder(config)
             .build_pool(settings.pool_size)
-            .map_err(|e| ConfigError::new(format!("{:?}: {}", e.kind(), e.details())))?;
+            .map_err(|e| {
+                ConfigError::new(format!("{:?}: {}", e.kind(), e.details())).caused_by(e)
+            })?;
+        let durability = (settings.durability, settings.durability_timeout);
         Ok(RedisStore {
-            routes: Routes { pool, cluster },
+            routes: Routes::new(pool, cluster, durability, waiting),
             pool_started: Arc::new(Once::new()),
             description,
             config: parsed,
@@ -263,6 +290,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("command_timeout", &self.settings.command_timeout)
             .field("connection_timeout", &self.settings.connection_timeout)
             .field("pool_size", &self.settings.pool_size)
+            .field("durability", &self.settings.durability)
             .finish()
     }
 }

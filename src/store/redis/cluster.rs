@@ -29,8 +29,8 @@ use fred::{
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, RwLock,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        Arc, OnceLock, RwLock,
     },
     time::{Duration, Instant},
 };
@@ -75,8 +75,20 @@ impl Default for Topology {
 
 /// One primary: its client and its breaker.
 pub(crate) struct Node {
+    server: Server,
     pub(crate) client: Client,
     breaker: CircuitBreaker,
+    /// How many replicas the slot map lists for it.
+    replicas: AtomicU32,
+    /// The connection invalidations that wait for its replicas run on, made when first needed.
+    waiting: OnceLock<Client>,
+}
+
+impl Node {
+    /// How many replicas the slot map lists for this primary.
+    pub(crate) fn replicas(&self) -> u32 {
+        self.replicas.load(Ordering::Relaxed)
+    }
 }
 
 impl ClusterClients {
@@ -159,6 +171,21 @@ impl ClusterClients {
         }
     }
 
+    /// The primary an `ASK` redirection (`ASK <slot> <host>:<port>`) names: the node importing
+    /// the slot, if it is a primary this store knows (it serves other slots).
+    pub(crate) fn asked_node(&self, redirection: &str) -> Option<Arc<Node>> {
+        let address = redirection.split_ascii_whitespace().nth(2)?;
+        let (host, port) = address.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        let topology = self.topology();
+        let found = topology
+            .nodes
+            .iter()
+            .find(|(server, _)| server.host == host && server.port == port)
+            .map(|(_, node)| node.clone());
+        found
+    }
+
     /// Reports the outcome of a command sent to `node`; fetches the slot map again when the
     /// node failed or said the slot moved.
     pub(crate) fn report<T>(
@@ -180,7 +207,7 @@ impl ClusterClients {
                 } else {
                     node.breaker.on_success();
                 }
-                if moved || error.is_outage() {
+                if moved || error.is_outage() || error.kind() == StoreErrorKind::Busy {
                     self.refresh_soon();
                 }
                 Err(error.node_scoped())
@@ -188,12 +215,30 @@ impl ClusterClients {
         }
     }
 
+    /// The connection of `node` that invalidations waiting for its replicas run on (see
+    /// `durability.rs`): not the one that serves hits, which a `WAIT` would hold up.
+    pub(crate) fn waiting_client(&self, node: &Node) -> Result<Client, StoreError> {
+        if let Some(client) = node.waiting.get() {
+            return Ok(client.clone());
+        }
+        let client = (self.inner.make)(&node.server).map_err(store_error)?;
+        let client = node.waiting.get_or_init(|| {
+            client.connect();
+            client
+        });
+        Ok(client.clone())
+    }
+
     /// Every client, for quitting.
     pub(crate) fn clients(&self) -> Vec<Client> {
-        self.topology()
+        let topology = self.topology();
+        let waiting = topology.nodes.values().filter_map(|n| n.waiting.get());
+        topology
             .nodes
             .values()
-            .map(|n| n.client.clone())
+            .map(|n| &n.client)
+            .chain(waiting)
+            .cloned()
             .collect()
     }
 
@@ -207,7 +252,7 @@ impl ClusterClients {
 
     /// Fetches the slot map in the background, unless that happened within
     /// [`REFRESH_INTERVAL`] or is under way.
-    fn refresh_soon(&self) {
+    pub(crate) fn refresh_soon(&self) {
         let now = millis(self.inner.epoch.elapsed());
         let last = self.inner.last_refresh.load(Ordering::Acquire);
         if last != 0 && now.saturating_sub(last) < millis(REFRESH_INTERVAL) {
@@ -253,6 +298,7 @@ impl ClusterClients {
             }
         }
         let mut routing = None;
+        let mut replicas = HashMap::new();
         for (server, client) in &candidates {
             if !client.is_connected() {
                 let _ = tokio::time::timeout(Duration::from_millis(500), client.wait_for_connect())
@@ -264,6 +310,7 @@ impl ClusterClients {
                 if let Ok(parsed) = ClusterRouting::from_cluster_slots(value, server.host.clone()) {
                     if !parsed.slots().is_empty() {
                         routing = Some(parsed);
+                        replicas = replicas_of(client, &server.host).await;
                         break;
                     }
                 }
@@ -290,12 +337,18 @@ impl ClusterClients {
                     };
                     new_clients.push(client.clone());
                     Arc::new(Node {
+                        server: server.clone(),
                         client,
                         breaker: CircuitBreaker::new(NODE_FAILURES, NODE_COOLDOWN, NODE_COOLDOWN)
                             .quiet(),
+                        replicas: AtomicU32::new(0),
+                        waiting: OnceLock::new(),
                     })
                 }
             };
+            let listed = replicas.get(&(server.host.to_string(), server.port));
+            node.replicas
+                .store(listed.copied().unwrap_or(0), Ordering::Relaxed);
             nodes.insert(server, node);
         }
         // A new primary's client gets a moment to connect before commands are routed to it
@@ -308,6 +361,9 @@ impl ClusterClients {
         for (server, node) in &current.nodes {
             if !nodes.contains_key(server) {
                 quit(&node.client);
+                if let Some(waiting) = node.waiting.get() {
+                    quit(waiting);
+                }
             }
         }
         for client in seed_clients.values() {
@@ -329,9 +385,89 @@ impl ClusterClients {
     }
 }
 
+/// How many replicas each primary (`host`, `port`) has, as `CLUSTER NODES` on `client` lists
+/// them: every replica not known to have failed, whether or not it has caught up yet (`CLUSTER
+/// SLOTS` leaves out a replica until it reports a replication offset). Empty when the node does
+/// not answer; a host it leaves empty is `queried`'s.
+async fn replicas_of(client: &Client, queried: &str) -> HashMap<(String, u16), u32> {
+    let command = CustomCommand::new_static("CLUSTER", ClusterHash::FirstKey, false);
+    let nodes = client.custom::<String, Value>(command, vec![Value::from("NODES")]);
+    match tokio::time::timeout(Duration::from_secs(1), nodes).await {
+        Ok(Ok(text)) => replica_counts(&text, queried),
+        _ => HashMap::new(),
+    }
+}
+
+/// Parses `CLUSTER NODES` (`<id> <ip:port@bus> <flags> <master> ...`, a line per node).
+fn replica_counts(nodes: &str, queried: &str) -> HashMap<(String, u16), u32> {
+    let mut primaries = HashMap::new();
+    let mut replicas: HashMap<&str, u32> = HashMap::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        let [id, address, flags, master, ..] = fields[..] else {
+            continue;
+        };
+        let flags: Vec<&str> = flags.split(',').collect();
+        if flags
+            .iter()
+            .any(|f| matches!(*f, "fail" | "noaddr" | "handshake"))
+        {
+            continue;
+        }
+        if flags.contains(&"master") {
+            let address = address.split(['@', ',']).next().unwrap_or_default();
+            let Some((host, port)) = address.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                continue;
+            };
+            let host = if host.is_empty() { queried } else { host };
+            primaries.insert(id, (host.to_owned(), port));
+        } else if flags.contains(&"slave") && master != "-" {
+            *replicas.entry(master).or_default() += 1;
+        }
+    }
+    primaries
+        .into_iter()
+        .map(|(id, server)| (server, replicas.get(id).copied().unwrap_or(0)))
+        .collect()
+}
+
 fn quit(client: &Client) {
     let client = client.clone();
     tokio::spawn(async move {
         let _ = client.quit().await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_are_counted_per_primary_from_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
+a3 :7003@17003 master - 0 0 3 connected 10923-16383
+r1 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+r2 127.0.0.1:7005@17005 slave,fail a2 0 0 2 disconnected
+r3 127.0.0.1:7006@17006 slave a1 0 0 1 connected
+r4 127.0.0.1:7007@17007 slave,fail? a3 0 0 3 connected
+";
+        let counts = replica_counts(nodes, "10.0.0.9");
+        assert_eq!(counts[&("127.0.0.1".to_owned(), 7001)], 2);
+        assert_eq!(
+            counts[&("127.0.0.1".to_owned(), 7002)],
+            0,
+            "a failed replica"
+        );
+        assert_eq!(
+            counts[&("10.0.0.9".to_owned(), 7003)],
+            1,
+            "suspected, not failed"
+        );
+        assert_eq!(counts.len(), 3);
+    }
 }

@@ -13,7 +13,11 @@ pub(crate) fn store_error(error: FredError) -> StoreError {
         #[cfg(feature = "tls")]
         ErrorKind::Tls => StoreErrorKind::Unavailable,
         ErrorKind::Config | ErrorKind::Url => StoreErrorKind::Config,
-        _ => StoreErrorKind::Rejected,
+        _ if error.is_moved() || error.is_ask() => StoreErrorKind::Busy,
+        _ => match ErrorCode::of(&error) {
+            Some(code) if code.is_transient() => StoreErrorKind::Busy,
+            _ => StoreErrorKind::Rejected,
+        },
     };
     let message = format!("{:?}: {}", error.kind(), error.details());
     StoreError::new(kind, message).with_source(error)
@@ -25,6 +29,19 @@ pub(crate) fn store_error(error: FredError) -> StoreError {
 pub(crate) enum ErrorCode {
     /// The script is not in the node's script cache: send it whole.
     NoScript,
+    /// The keys of a multi-key command are split between two nodes while their slot migrates.
+    TryAgain,
+    /// The cluster cannot serve the slot now (a failover under way).
+    ClusterDown,
+    /// A write reached a replica (the node was demoted by a failover).
+    ReadOnly,
+    /// The master lost its link to its own master (`replica-serve-stale-data no`) or is a
+    /// replica without a master.
+    MasterDown,
+    /// The server is loading its dataset.
+    Loading,
+    /// The server is running a script past its time limit.
+    Busy,
 }
 
 impl ErrorCode {
@@ -34,10 +51,21 @@ impl ErrorCode {
         Self::of(source.downcast_ref::<FredError>()?)
     }
 
+    /// Whether the condition passes by itself (a migration, a failover, a load, a script).
+    fn is_transient(self) -> bool {
+        !matches!(self, Self::NoScript)
+    }
+
     /// The code of `error`, if it is an error reply with one of these codes.
     pub(crate) fn of(error: &FredError) -> Option<Self> {
         match error.details().split_ascii_whitespace().next()? {
             "NOSCRIPT" => Some(Self::NoScript),
+            "TRYAGAIN" => Some(Self::TryAgain),
+            "CLUSTERDOWN" => Some(Self::ClusterDown),
+            "READONLY" => Some(Self::ReadOnly),
+            "MASTERDOWN" => Some(Self::MasterDown),
+            "LOADING" => Some(Self::Loading),
+            "BUSY" => Some(Self::Busy),
             _ => None,
         }
     }
@@ -55,9 +83,37 @@ mod tests {
             code("NOSCRIPT No matching script."),
             Some(ErrorCode::NoScript)
         );
-        assert_eq!(code("MOVED 3999 127.0.0.1:6381"), None);
+        assert_eq!(code("MOVED 3999 127.0.0.1:6381"), None, "fred names it");
+        assert_eq!(
+            code("TRYAGAIN Multiple keys request during rehashing of slot"),
+            Some(ErrorCode::TryAgain)
+        );
         assert_eq!(code("ERR NOSCRIPT is not the code"), None);
         assert_eq!(code(""), None);
+    }
+
+    #[test]
+    fn transient_replies_are_busy_and_retryable() {
+        for details in [
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "CLUSTERDOWN The cluster is down",
+            "LOADING Redis is loading the dataset in memory",
+            "READONLY You can't write against a read only replica.",
+            "MOVED 3999 127.0.0.1:6381",
+            "ASK 3999 127.0.0.1:6381",
+        ] {
+            let kind = if details.starts_with("MOVED") || details.starts_with("ASK") {
+                ErrorKind::Cluster
+            } else {
+                ErrorKind::Unknown
+            };
+            let error = store_error(FredError::new(kind, details));
+            assert_eq!(error.kind(), StoreErrorKind::Busy, "{details}");
+            assert!(error.is_retryable(), "{details}");
+        }
+        let wrong = store_error(FredError::new(ErrorKind::InvalidArgument, "WRONGTYPE"));
+        assert_eq!(wrong.kind(), StoreErrorKind::Rejected);
+        assert!(!wrong.is_retryable());
     }
 
     #[test]

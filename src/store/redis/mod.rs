@@ -11,14 +11,18 @@
 
 mod builder;
 mod cluster;
+pub(crate) mod durability;
 pub(crate) mod error;
 mod protocol;
 pub(crate) mod routing;
 mod scripts;
 pub(crate) mod settings;
 mod store;
+#[cfg(test)]
+mod test_server;
 #[cfg(feature = "tls")]
 mod tls;
 
 pub use self::builder::RedisStoreBuilder;
+pub use self::durability::Durability;
 pub use self::store::RedisStore;

@@ -10,13 +10,19 @@
 //! 3. **store** (entity slot): stores the entry and indexes it under its entity, only if its
 //!    lease is still there.
 //!
-//! An invalidation first records its time (a *fence*) where it starts and drops the write
-//! leases in flight, then drops the entries. A write-back whose request began before a fence
-//! it sees (its age is less than the request's age when the answer arrived) stops; one whose
-//! lease an invalidation dropped is refused by step 3. Either way the invalidation wins; an
-//! entry stored after the fence is of a request that began after it. Ages are measured on each
-//! node's clock and the request's age on the app's monotonic clock: no two clocks are compared.
-//! Fences live [`FENCE_WINDOW`]; a write-back of a request older than that stops.
+//! An invalidation first records its time (a *fence*) where it starts, then drops the entries
+//! (and their write leases). A write-back whose request began before a fence it sees (its age
+//! is less than the request's age when the answer arrived) stops; one whose lease an
+//! invalidation dropped is refused by step 3. Either way the invalidation wins:
+//! - an entity fence drops the scope's leases with it, so an entry stored after it belongs to
+//!   a request that began after it;
+//! - a namespace or tag fence only stops later joins; an entry stored between the group fence
+//!   and its entity's drop joined before the fence, so the drop lists it and deletes it (or has
+//!   already removed its lease).
+//!
+//! Ages are measured on each node's clock and the request's age on the app's monotonic clock:
+//! no two clocks are compared. Fences live [`FENCE_WINDOW`]; a write-back of a request older
+//! than that stops.
 //!
 //! Indexes are sorted sets scored by expiry, trimmed on every write and expiring with their
 //! last member (see `key/index.rs`), so none grows past the live entries it indexes.
@@ -123,14 +129,15 @@ pub(crate) async fn write(routes: Routes, write: EntryWrite) -> Result<bool, Sto
     store.run(&routes).await
 }
 
-/// Runs `invalidation`; the number of entries dropped.
+/// Runs `invalidation`, and waits for the replicas the store's durability asks for; the number
+/// of entries dropped.
 pub(crate) async fn invalidate(
     routes: Routes,
     invalidation: Invalidation,
 ) -> Result<u64, StoreError> {
     let prefix = invalidation.prefix();
-    let routes = &routes;
-    match invalidation.scope() {
+    let routes = &routes.for_invalidation();
+    let gone = match invalidation.scope() {
         InvalidationScope::Entity { entity } => drop_entity(routes, prefix, entity, "").await,
         InvalidationScope::EntityInNamespace { namespace, entity } => {
             drop_entity(routes, prefix, entity, namespace).await
@@ -159,13 +166,10 @@ pub(crate) async fn invalidate(
             for member in &members {
                 // A member that is not an entry of this prefix (never written by us) is
                 // skipped: nothing outside the deployment's entries can be dropped.
-                let Some((key, entity)) = index::tag_member_key(prefix, member) else {
+                let Some((key, entity, entity_member)) = index::tag_member_key(prefix, member)
+                else {
                     continue;
                 };
-                let Some(address) = EntryAddress::parse_str(&key) else {
-                    continue;
-                };
-                let entity_member = address.entity_member();
                 by_entity
                     .entry(entity)
                     .or_default()
@@ -177,7 +181,10 @@ pub(crate) async fn invalidate(
                 .collect();
             sum(drops).await
         }
-    }
+    }?;
+    // Not acknowledged before the replicas hold it: a failover must not undo it.
+    routes.wait_for_replicas().await?;
+    Ok(gone)
 }
 
 /// Fences `entity` (in `namespace`, or in every namespace when it is empty), then drops its
@@ -284,4 +291,36 @@ pub(crate) async fn release(
 fn raced(age_us: Option<u64>, started: Instant) -> bool {
     let elapsed = started.elapsed().as_micros();
     age_us.is_some_and(|age| u128::from(age) <= elapsed + elapsed / 1000 + 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        key::{KeyFactory, Variant},
+        store::redis::test_server::Server,
+    };
+
+    #[tokio::test]
+    async fn an_entity_of_more_entries_than_a_batch_is_dropped_whole() {
+        let redis = Server::start().await;
+        let keys = KeyFactory::new("a", "b", "c");
+        let variants = DROP_BATCH * 2 + 76;
+        for v in 0..variants {
+            let key = keys.key("n", "e", &Variant::new().query("v", v.to_string()));
+            let entry = EntryWrite::new(key, "entry".into(), Duration::from_secs(60));
+            assert!(write(redis.routes(), entry).await.unwrap(), "stored");
+        }
+        let invalidation = Invalidation::entity(&keys, "e");
+        let gone = invalidate(redis.routes(), invalidation.clone())
+            .await
+            .unwrap();
+        assert_eq!(gone, variants as u64);
+        assert_eq!(
+            redis.integer(&["DBSIZE"]).await,
+            2,
+            "the fence and the namespace index"
+        );
+        assert_eq!(invalidate(redis.routes(), invalidation).await.unwrap(), 0);
+    }
 }

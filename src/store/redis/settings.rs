@@ -1,6 +1,7 @@
 //! The settings every client of a store shares: timeouts, socket options and the reconnect
 //! policy, applied to a fred builder.
 
+use super::durability::Durability;
 use fred::types::{
     config::{Config, ReconnectPolicy},
     Builder,
@@ -16,6 +17,8 @@ pub(crate) struct Settings {
     pub(crate) command_timeout: Duration,
     pub(crate) connection_timeout: Duration,
     pub(crate) pool_size: usize,
+    pub(crate) durability: Durability,
+    pub(crate) durability_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -26,6 +29,8 @@ impl Default for Settings {
             command_timeout: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(2),
             pool_size: 1,
+            durability: Durability::default(),
+            durability_timeout: Duration::from_millis(500),
         }
     }
 }

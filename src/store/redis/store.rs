@@ -15,8 +15,9 @@ use crate::{
 use bytes::Bytes;
 use fred::{
     clients::{Client, Pool},
-    interfaces::KeysInterface,
-    types::{config::Config, Expiration, RespVersion},
+    error::Error as FredError,
+    interfaces::{ClientLike, KeysInterface},
+    types::{config::Config, ClusterHash, CustomCommand, Expiration, RespVersion, Value},
 };
 use std::{
     fmt,
@@ -91,10 +92,17 @@ impl RedisStore {
             Ok(route) => route,
             Err(error) => return Box::pin(std::future::ready(Err(error))),
         };
-        let key = key.to_owned();
+        // Shared, not copied, with the command (and with an `ASK` redirection's).
+        let key = Bytes::copy_from_slice(key.as_bytes());
         Box::pin(async move {
-            let result = route.client.get(key).await;
-            route.finish(result)
+            match route.client.get(key.clone()).await {
+                // The slot is migrating and the key already moved: ask the importing node.
+                Err(error) if error.is_ask() => match route.asked(&error) {
+                    Some(client) => get_asking(&client, &key).await.map_err(store_error),
+                    None => Err(store_error(error)),
+                },
+                result => route.finish(result),
+            }
         })
     }
 }
@@ -173,4 +181,14 @@ impl fmt::Debug for RedisStore {
             .field("client_per_cluster_node", &self.routes.cluster.is_some())
             .finish()
     }
+}
+
+/// `ASKING` then `GET key` on `client`, back to back on its connection (one pipeline), as the
+/// cluster spec's `ASK` redirection asks: the node serves the key once, for this command only.
+async fn get_asking(client: &Client, key: &Bytes) -> Result<Option<Bytes>, FredError> {
+    let pipeline = client.pipeline();
+    let asking = CustomCommand::new_static("ASKING", ClusterHash::FirstKey, false);
+    pipeline.custom::<(), Value>(asking, Vec::new()).await?;
+    pipeline.get::<(), _>(key.clone()).await?;
+    pipeline.last().await
 }

@@ -11,6 +11,13 @@ use fred::{
     types::{ClusterHash, CustomCommand, Value},
     util::{redis_keyslot, sha1_hash},
 };
+use std::time::{Duration, Instant};
+
+/// How long a script is sent again while the store is busy with its slot.
+pub(super) const RETRY_BOUND: Duration = Duration::from_secs(1);
+/// The first pause before sending it again, doubled each time up to [`LAST_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(5);
+const LAST_PAUSE: Duration = Duration::from_millis(100);
 
 /// A Lua script and its SHA-1; each is a `static` made on first use.
 pub(super) struct Script {
@@ -28,24 +35,45 @@ impl Script {
     }
 
     /// Runs the script with `keys` (all in one slot, the first deciding the node) and `args`.
+    ///
+    /// While the store is busy with the slot (it migrates: `TRYAGAIN`, `ASK`; it moved:
+    /// `MOVED`, and the slot map is being refreshed; a failover: `CLUSTERDOWN`, `READONLY`),
+    /// the script is sent again, backing off, for at most [`RETRY_BOUND`]; then the busy error
+    /// is returned, retryable. A busy reply means the script did not run.
     pub(super) async fn run(
         &self,
         routes: &Routes,
         keys: &[&str],
         args: Vec<Value>,
     ) -> Result<Value, StoreError> {
-        match call(
-            routes,
-            "EVALSHA",
-            Value::from(self.sha.as_str()),
-            keys,
-            &args,
-        )
-        .await
-        {
+        let started = Instant::now();
+        let mut pause = FIRST_PAUSE;
+        loop {
+            match self.run_once(routes, keys, &args).await {
+                Err(error)
+                    if error.kind() == StoreErrorKind::Busy
+                        && started.elapsed() + pause < RETRY_BOUND =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LAST_PAUSE);
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// One attempt: `EVALSHA`, then `EVAL` if the node does not know the script.
+    async fn run_once(
+        &self,
+        routes: &Routes,
+        keys: &[&str],
+        args: &[Value],
+    ) -> Result<Value, StoreError> {
+        let sha = Value::from(self.sha.as_str());
+        match call(routes, "EVALSHA", sha, keys, args).await {
             Err(error) if ErrorCode::of_store_error(&error) == Some(ErrorCode::NoScript) => {
                 // EVAL also caches the script on that node for the next EVALSHA.
-                call(routes, "EVAL", Value::from(self.lua), keys, &args).await
+                call(routes, "EVAL", Value::from(self.lua), keys, args).await
             }
             result => result,
         }

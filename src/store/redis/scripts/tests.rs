@@ -2,115 +2,9 @@
 
 use super::{DropEntries, FenceEntity, FenceGroup, Join, ReleaseMissLease, StoreEntry};
 use super::{TakeMissLease, WriteLease};
-use crate::store::{
-    redis::{routing::Routes, settings::Settings},
-    Lease,
-};
-use fred::{
-    clients::Pool,
-    interfaces::ClientLike,
-    types::{config::Config, ClusterHash, CustomCommand, Value},
-};
-use std::{
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
-
-/// A `redis-server` of this test's own on a free loopback port, killed when dropped.
-struct Server {
-    child: Child,
-    pool: Pool,
-}
-
-impl Server {
-    async fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| {
-                panic!(
-                    "cannot start redis-server ({error}): these tests need it on PATH \
-                     (Debian: apt-get install redis-server)"
-                )
-            });
-        let mut child = ChildGuard(Some(child));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let mut config = Config::from_url(&format!("redis://127.0.0.1:{port}")).unwrap();
-        config.fail_fast = false;
-        let pool = Settings::default()
-            .fred_builder(config)
-            .build_pool(1)
-            .unwrap();
-        pool.connect_pool();
-        tokio::time::timeout(Duration::from_secs(10), pool.wait_for_connect())
-            .await
-            .expect("redis-server did not answer")
-            .unwrap();
-        let child = child.0.take().expect("started");
-        Self { child, pool }
-    }
-
-    fn routes(&self) -> Routes {
-        Routes {
-            pool: self.pool.clone(),
-            cluster: None,
-        }
-    }
-
-    async fn command(&self, args: &[&str]) -> Value {
-        let (name, rest) = args.split_first().unwrap();
-        let command = CustomCommand::new(name.to_string(), ClusterHash::FirstKey, false);
-        let args: Vec<Value> = rest.iter().map(|a| Value::from(*a)).collect();
-        self.pool.custom(command, args).await.unwrap()
-    }
-
-    async fn text(&self, args: &[&str]) -> Option<String> {
-        self.command(args).await.into_string()
-    }
-
-    async fn integer(&self, args: &[&str]) -> i64 {
-        self.command(args).await.as_i64().unwrap()
-    }
-
-    async fn strings(&self, args: &[&str]) -> Vec<String> {
-        let mut all: Vec<String> = match self.command(args).await {
-            Value::Array(items) => items.into_iter().filter_map(Value::into_string).collect(),
-            other => panic!("not an array: {other:?}"),
-        };
-        all.sort();
-        all
-    }
-}
-
-/// Kills the server if starting it fails half-way.
-struct ChildGuard(Option<Child>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::store::{redis::test_server::Server, Lease};
+use fred::types::Value;
+use std::time::Duration;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -362,4 +256,109 @@ async fn a_script_the_server_forgot_is_sent_whole() {
 /// The SHA-1 of `fence_group.lua`, as Redis names it.
 fn sha() -> String {
     fred::util::sha1_hash(include_str!("fence_group.lua"))
+}
+
+/// An entity's keys in these tests: its index, leases and fences, and the entry of `n:v`.
+const INDEX: &str = "p:#e:{e}";
+const LEASES: &str = "p:#l:{e}";
+const FENCES: &str = "p:#f:{e}";
+const ENTRY: &str = "p:n:{e}:v";
+
+fn lease(token: &str) -> WriteLease<'_> {
+    WriteLease {
+        leases: LEASES,
+        fences: FENCES,
+        member: "n:v",
+        token,
+        ttl: MINUTE,
+        namespace: "n",
+    }
+}
+
+fn store(token: &str) -> StoreEntry<'_> {
+    StoreEntry {
+        entry: ENTRY,
+        leases: LEASES,
+        entity_index: INDEX,
+        member: "n:v",
+        token,
+        value: "old response".into(),
+        ttl: MINUTE,
+    }
+}
+
+fn fence_entity() -> FenceEntity<'static> {
+    FenceEntity {
+        index: INDEX,
+        leases: LEASES,
+        fences: FENCES,
+        namespace: "",
+        fence_ttl: MINUTE,
+    }
+}
+
+#[tokio::test]
+async fn a_write_leased_before_an_entity_fence_is_refused_between_fence_and_drop() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    assert_eq!(lease("old").run(&routes).await.unwrap(), None);
+    // The invalidation's first step runs; its write-back lands before the second.
+    assert_eq!(
+        fence_entity().run(&routes).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert!(
+        !store("old").run(&routes).await.unwrap(),
+        "its lease went with the fence"
+    );
+    assert_eq!(redis.text(&["GET", ENTRY]).await, None);
+}
+
+#[tokio::test]
+async fn an_entry_stored_before_an_entity_fence_is_listed_and_dropped() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    lease("old").run(&routes).await.unwrap();
+    assert!(store("old").run(&routes).await.unwrap());
+    let listed = fence_entity().run(&routes).await.unwrap();
+    assert_eq!(listed, ["n:v"]);
+    let entries = [(ENTRY.to_owned(), "n:v".to_owned())];
+    let drop = DropEntries {
+        index: INDEX,
+        leases: LEASES,
+        entries: &entries,
+    };
+    assert_eq!(drop.run(&routes).await.unwrap(), 1);
+    assert_eq!(redis.text(&["GET", ENTRY]).await, None);
+}
+
+#[tokio::test]
+async fn a_tagged_write_joined_before_the_tag_fence_is_dropped_after_it() {
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    lease("old").run(&routes).await.unwrap();
+    let join = Join {
+        index: "p:#t:{t}",
+        fence: "p:#tf:{t}",
+        member: "n:{e}:v",
+        ttl: MINUTE,
+    };
+    assert_eq!(join.run(&routes).await.unwrap(), None);
+    // The tag's fence only stops later joins: this write-back joined before it, so it stores...
+    let fence = FenceGroup {
+        index: "p:#t:{t}",
+        fence: "p:#tf:{t}",
+        fence_ttl: MINUTE,
+    };
+    assert_eq!(fence.run(&routes).await.unwrap(), ["n:{e}:v"]);
+    assert!(store("old").run(&routes).await.unwrap());
+    // ...and the drop of what the fence listed deletes it.
+    let entries = [(ENTRY.to_owned(), "n:v".to_owned())];
+    let drop = DropEntries {
+        index: INDEX,
+        leases: LEASES,
+        entries: &entries,
+    };
+    assert_eq!(drop.run(&routes).await.unwrap(), 1);
+    assert_eq!(redis.text(&["GET", ENTRY]).await, None);
 }
