@@ -34,6 +34,8 @@
 //! - [`metrics`]: what the `metrics` facade reports, through a debugging recorder.
 //! - [`near_cache`]: the near cache's coherence across instances, its TTL and byte bounds, and
 //!   its flush on every fault.
+//! - [`resharding`]: a live slot migration: hits follow `ASK`, a split invalidation fails
+//!   retryably, and drops every entry once the migration ends.
 //! - [`request_path`]: any request body, hyper and tower-http interop, the builder, the breaker
 //!   before body work, write-backs bounded by bytes.
 //! - [`compose`]: `compose.yaml`'s settings on a live server.
@@ -59,6 +61,7 @@ mod keys;
 mod metrics;
 mod near_cache;
 mod request_path;
+mod resharding;
 mod security;
 mod servers_selftest;
 mod stale;
