@@ -4,8 +4,12 @@
 //! write-back with its index (`Store::write`: three scripts) beside a plain `SET PX`
 //! (`Store::set`), interleaved in rounds.
 //!
+//! And what waiting for replicas adds to an invalidation (`Durability`), on three masters with
+//! a replica each.
+//!
 //! ```text
 //! cargo bench --bench invalidation
+//! INVALIDATION_BENCH=durability cargo bench --bench invalidation   # the durability table only
 //! ```
 //!
 //! Prints a Markdown table (medians over the rounds); BENCHMARKS.md quotes it.
@@ -37,15 +41,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    // INVALIDATION_BENCH=durability: only the durability table.
+    let only_durability = std::env::var("INVALIDATION_BENCH").as_deref() == Ok("durability");
     let mut rows = Vec::new();
-    {
+    if !only_durability {
         let server = RedisServer::builder()
             .args(["--enable-debug-command", "yes"])
             .start();
         populate(&[&server]);
         rows.push(runtime.block_on(measure("standalone", &server.url(), &[&server])));
     }
-    {
+    if !only_durability {
         let cluster = RedisCluster::builder()
             .arg("--enable-debug-command")
             .arg("yes")
@@ -54,14 +60,85 @@ fn main() {
         populate(&nodes);
         rows.push(runtime.block_on(measure("cluster (3 masters)", &cluster.url(), &nodes)));
     }
-    println!(
-        "| topology | entity, 100 variants | tag, 1 000 entries | namespace, 1 000 entries | \
-         entity index B/entry | namespace index B/entity | tag index B/entry | write-back with index | plain SET | ratio |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for row in rows {
-        println!("{row}");
+    let durability = {
+        let cluster = RedisCluster::builder().replicas().start();
+        runtime.block_on(durability(&cluster.url()))
+    };
+    if !rows.is_empty() {
+        println!(
+            "| topology | entity, 100 variants | tag, 1 000 entries | namespace, 1 000 entries | \
+             entity index B/entry | namespace index B/entity | tag index B/entry | write-back with index | plain SET | ratio |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|");
+        for row in rows {
+            println!("{row}");
+        }
+        println!();
     }
+    println!("{durability}");
+}
+
+/// What waiting for replicas adds to an invalidation: on a cluster of three masters with a
+/// replica each, an entity of 10 variants invalidated 200 times with each durability, in
+/// alternation; the latency's p50 and p99.
+async fn durability(url: &str) -> String {
+    use tower_redis_cache::Durability;
+    const TIMES: usize = 200;
+    let keys = KeyFactory::new("bench", "dur", "v1");
+    let mut variants = Vec::new();
+    for (name, durability) in [
+        ("`Durability::Master` (no WAIT)", Durability::Master),
+        (
+            "`Durability::Replicas(0)` (default: WAIT for the replica)",
+            Durability::default(),
+        ),
+    ] {
+        let store = RedisStore::builder(url)
+            .durability(durability, Duration::from_millis(500))
+            .connect()
+            .await
+            .expect("a store");
+        let invalidator = Invalidator::new(Arc::new(store.clone()), keys.clone());
+        variants.push((name, store, invalidator, Vec::new()));
+    }
+    // Warm-up, not measured: each store's connections to every primary (an invalidation that
+    // waits makes its own, on first need).
+    for round in 0..TIMES / 4 {
+        for (variant, (_, store, invalidator, _)) in variants.iter_mut().enumerate() {
+            let id = format!("warm{variant}-{round}");
+            write_all(
+                store,
+                (0..10).map(|v| variant_write(&keys, "n", &id, v, &[])),
+            )
+            .await;
+            invalidator.entity(&id).await.unwrap();
+        }
+    }
+    for round in 0..TIMES {
+        for (variant, (_, store, invalidator, took)) in variants.iter_mut().enumerate() {
+            let id = format!("d{variant}-{round}");
+            write_all(
+                store,
+                (0..10).map(|v| variant_write(&keys, "n", &id, v, &[])),
+            )
+            .await;
+            let started = Instant::now();
+            assert_eq!(invalidator.entity(&id).await.unwrap(), 10);
+            took.push(started.elapsed());
+        }
+    }
+    let mut table = String::from(
+        "| invalidation of an entity of 10 variants, 3 masters + 3 replicas | p50 | p99 |\n|---|---|---|\n",
+    );
+    for (name, _, _, took) in variants {
+        let sorted = stats::sorted_durations(took);
+        table.push_str(&format!(
+            "| {name} | {} | {} |\n",
+            ms(stats::quantile(&sorted, 0.5)),
+            ms(stats::quantile(&sorted, 0.99)),
+        ));
+    }
+    table
 }
 
 /// `OTHER_KEYS` keys of 64 bytes that nothing invalidates, spread over the nodes.

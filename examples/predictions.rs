@@ -25,7 +25,8 @@
 //!
 //! A team's matches are tagged `team-{team}` (the handler names its tags in `cache-tag`, which
 //! the cache removes before the client sees it). Invalidation, answering
-//! `{"invalidated": <entries dropped>}` (503 with the error while Redis is unreachable):
+//! `{"invalidated": <entries dropped>}` (`503` with `Retry-After` and the error when a retry may
+//! help: Redis unreachable or busy, replicas late to acknowledge; `500` when not):
 //!
 //! | route                                  | drops                                        |
 //! |----------------------------------------|----------------------------------------------|
@@ -402,13 +403,20 @@ async fn invalidate_tag(State(state): State<AppState>, Path(tag): Path<String>) 
     invalidated(state.invalidator.tag(&tag).await)
 }
 
-/// The answer of an admin route: the count, or 503 with the error (worth retrying).
+/// The answer of an admin route: the count; else `503` with `Retry-After` when calling again
+/// may help (Redis unreachable, busy with a migration or failover, or replicas that did not
+/// acknowledge in time), or `500` when it will not.
 fn invalidated(result: Result<u64, StoreError>) -> Response {
     match result {
         Ok(count) => Json(json!({ "invalidated": count })).into_response(),
+        Err(error) if error.is_retryable() => {
+            let body = Json(json!({ "error": error.to_string(), "retryable": true }));
+            let retry = [(axum::http::header::RETRY_AFTER, "1")];
+            (StatusCode::SERVICE_UNAVAILABLE, retry, body).into_response()
+        }
         Err(error) => {
-            let body = Json(json!({ "error": error.to_string() }));
-            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+            let body = Json(json!({ "error": error.to_string(), "retryable": false }));
+            (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
         }
     }
 }

@@ -15,9 +15,9 @@ use std::{fmt, sync::Arc};
 /// Each method returns how many entries went. When it returns, no response computed before it
 /// was called is served afterwards, even one whose write-back lands later: the store refuses
 /// write-backs of requests that began before an invalidation covering them (see
-/// `docs/guarantees.md`), short of a failover to a replica that had not received the drop yet
-/// (Redis replicates asynchronously). While the store is unreachable it returns an error and
-/// drops nothing for certain; calling it again is safe.
+/// `docs/guarantees.md`); on Redis it returns once the master's replicas hold it (see
+/// [`Durability`](crate::Durability)). When it fails, [`StoreError::is_retryable`] says
+/// whether calling it again may help, which is always safe.
 ///
 /// ```
 /// use tower_redis_cache::{CacheLayer, KeyFactory, MemoryStore};

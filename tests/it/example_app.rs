@@ -366,3 +366,26 @@ fn logs_piped_to_a_file_carry_no_colour_codes() {
     }
     assert!(seen.iter().any(|l| l.contains("INFO")), "{seen:#?}");
 }
+
+#[test]
+fn admin_invalidation_says_when_to_retry() {
+    let mut redis = RedisServer::start();
+    let app = App::start(&redis);
+    let done = app.request("POST", "/admin/matches/1/invalidate", "");
+    assert!(done.head.starts_with("http/1.1 200"), "{}", done.head);
+    assert_eq!(done.body, r#"{"invalidated":0}"#);
+    redis.kill();
+    // Redis is gone: the invalidation cannot be made, and calling again later may help.
+    let refused = app.request("POST", "/admin/matches/1/invalidate", "");
+    assert!(refused.head.starts_with("http/1.1 503"), "{}", refused.head);
+    assert!(
+        refused.head.contains("\r\nretry-after: 1"),
+        "{}",
+        refused.head
+    );
+    assert!(
+        refused.body.contains(r#""retryable":true"#),
+        "{}",
+        refused.body
+    );
+}

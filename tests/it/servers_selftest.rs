@@ -226,6 +226,7 @@ fn missing_redis_server_panics_with_install_hint() {
             "--test-threads=1",
         ])
         .env("PATH", "/nonexistent")
+        .env_remove("REDIS_SERVER")
         .env("SERVERS_SELFTEST_NO_REDIS_CHILD", "1")
         .output()
         .unwrap();
@@ -236,7 +237,8 @@ fn missing_redis_server_panics_with_install_hint() {
     );
     assert!(
         text.contains(
-            "redis-server not found on PATH: install it with `apt-get install redis-server`"
+            "redis-server not found (REDIS_SERVER, or redis-server on PATH): install it with \
+             `apt-get install redis-server`"
         ),
         "{text}"
     );

@@ -187,7 +187,7 @@ pub fn create_acl_user(redis: &Redis) {
         "+info",
     ];
     if redis.topology() == Topology::Cluster {
-        args.push("+cluster|slots");
+        args.extend(["+cluster|slots", "+cluster|nodes", "+asking", "+wait"]);
     }
     for reply in redis.query_all(&args) {
         assert_eq!(reply, RespReply::Simple("OK".into()), "ACL SETUSER");

@@ -35,8 +35,14 @@ const LOG_FILE: &str = "redis.log";
 const STDIO_FILE: &str = "stdio.log";
 
 const MISSING_REDIS: &str =
-    "redis-server not found on PATH: install it with `apt-get install redis-server` \
-     (Debian) — these tests need a real Redis and never skip";
+    "redis-server not found (REDIS_SERVER, or redis-server on PATH): install it with \
+     `apt-get install redis-server` (Debian) — these tests need a real Redis and never skip";
+
+/// The server binary: `REDIS_SERVER` (a path, to test Valkey or another Redis version), else
+/// `redis-server` from `PATH`.
+pub fn server_binary() -> String {
+    std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
 
 /// How a server's port is chosen.
 #[derive(Clone, Copy, Debug)]
@@ -219,7 +225,7 @@ impl RedisServer {
         self.kill();
         let argv = (self.make_args)(self.port, self.dir.path());
         let stdio = File::create(self.dir.path().join(STDIO_FILE)).expect("create stdio log");
-        let child = Command::new("redis-server")
+        let child = Command::new(server_binary())
             .args(&argv)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -246,6 +252,14 @@ impl RedisServer {
                 let log = self.log_tail();
                 if log.contains("Address already in use") {
                     return Err(PortTaken(log));
+                }
+                if log.contains("TLS support") || log.contains("connection type tls") {
+                    panic!(
+                        "{} is built without TLS, and this test needs it: run the TLS tests on \
+                         a TLS-capable server (Debian's redis-server), or leave them out \
+                         (`--skip security::tls --skip logs_never_show_credentials`); log:\n{log}",
+                        server_binary()
+                    );
                 }
                 panic!(
                     "redis-server exited during startup ({status}) on port {}; args {argv:?}; log:\n{log}",
