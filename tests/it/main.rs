@@ -26,6 +26,9 @@
 //! - [`cluster_nodes`]: a cluster master down, with and without replicas.
 //! - [`durability`]: an acknowledged invalidation survives a failover (it waited for the
 //!   replica); without durability, the failover undoes it.
+//! - [`history`]: a history checker: readers, writers and a nemesis (failovers, a pause, a
+//!   live migration, a master killed with its replication link cut) on two instances; no read
+//!   sees what an acknowledged invalidation dropped.
 //! - [`faults`]: Redis killed, paused, slow, cut, full, corrupt, absent, under load.
 //! - [`invalidation`]: invalidation by entity, namespace and tag; races, bounds, spellings.
 //! - [`hostile`]: hostile request bodies, entity ids, unkeyed inputs, store contents.
@@ -55,6 +58,7 @@ mod conditional;
 mod durability;
 mod example_app;
 mod faults;
+mod history;
 mod hostile;
 mod invalidation;
 mod keys;
