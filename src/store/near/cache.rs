@@ -203,11 +203,16 @@ impl Store for NearCache {
             shared.metrics.hit();
             return Box::pin(std::future::ready(Ok(Some(value))));
         }
+        // A slot migrating: read through the store, which follows `ASK` (see `redirects.rs`).
+        if shared.redirects.recent(key) {
+            shared.counters.passed.fetch_add(1, Ordering::Relaxed);
+            return self.redis.lookup(key);
+        }
         shared.counters.misses.fetch_add(1, Ordering::Relaxed);
         let read = shared.begin_read(key);
         // The cache bounds its lookups itself (zero: no command timeout of fred's).
         let client = shared.client.clone();
-        let redis = self.redis.clone();
+        let (near, redis) = (shared.clone(), self.redis.clone());
         let key = key.to_owned();
         Box::pin(async move {
             let options = fail_fast(Some(Duration::ZERO));
@@ -230,9 +235,14 @@ impl Store for NearCache {
                     }
                     Ok(value)
                 }
-                // The tracking connection failed: the store's own connections may still answer.
+                // The tracking connection failed, or the key's slot is migrating: the store's
+                // own connections may still answer (and follow `ASK`).
                 Err(error) => {
                     drop(read);
+                    if *error.kind() == fred::error::ErrorKind::Routing {
+                        near.redirects.note(&key);
+                        near.flush(Flush::Redirected);
+                    }
                     tracing::debug!(error = %store_error(error), "near cache read failed");
                     redis.lookup(&key).await
                 }

@@ -3,11 +3,13 @@
 //!
 //! - `cache.rs`: [`NearCache`], the [`Store`](crate::store::Store) apps use, and its builder;
 //! - `shared.rs`: the state its lookups and its tracking task share;
+//! - `redirects.rs`: the Cluster slots read through the store while they migrate;
 //! - `tracking.rs`: the task that turns tracking on, hands Redis's invalidation messages on and
 //!   checks each connection with a heartbeat;
 //! - `stats.rs`: [`NearCacheStats`].
 
 mod cache;
+mod redirects;
 mod shared;
 mod stats;
 mod tracking;

@@ -1,7 +1,10 @@
 //! The state a near cache's lookups and its tracking task share: the entries, whether they may
 //! be served, and the numbering of changes that keeps a read from filling what changed since.
 
-use super::stats::{NearCacheStats, NearCounters};
+use super::{
+    redirects::Redirects,
+    stats::{NearCacheStats, NearCounters},
+};
 use crate::{millis::millis, observe::metrics::NearMetrics, store::memory::MemoryStore};
 use bytes::Bytes;
 use fred::{clients::Client, interfaces::ClientInterface, types::config::Server};
@@ -23,6 +26,8 @@ pub(super) enum Flush {
     Reconnect,
     /// The cluster's topology changed: slots may be served by connections that do not track.
     Topology,
+    /// A tracked read was redirected (a slot migrating): fred restarts its connections.
+    Redirected,
     /// Tracking messages were lost (too many waited to be handled).
     Missed,
     /// No heartbeat came back within `max_silence`.
@@ -37,6 +42,7 @@ impl Flush {
             Self::Disconnect => "disconnect",
             Self::Reconnect => "reconnect",
             Self::Topology => "topology",
+            Self::Redirected => "redirected",
             Self::Missed => "missed-message",
             Self::Silence => "silence",
             Self::Emptied => "emptied",
@@ -61,6 +67,8 @@ pub(super) struct Shared {
     pending: Mutex<Pending>,
     pub(super) counters: NearCounters,
     pub(super) metrics: NearMetrics,
+    /// Slots whose keys are read through the store for now.
+    pub(super) redirects: Redirects,
 }
 
 #[derive(Default)]
@@ -93,6 +101,7 @@ impl Shared {
             pending: Mutex::default(),
             counters: NearCounters::default(),
             metrics: NearMetrics::default(),
+            redirects: Redirects::default(),
         }
     }
 

@@ -27,7 +27,7 @@ use fred::{
     util::redis_keyslot,
 };
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
         Arc, OnceLock, RwLock,
@@ -310,7 +310,8 @@ impl ClusterClients {
                 if let Ok(parsed) = ClusterRouting::from_cluster_slots(value, server.host.clone()) {
                     if !parsed.slots().is_empty() {
                         routing = Some(parsed);
-                        replicas = replicas_of(client, &server.host).await;
+                        let views = cluster_views(client, &server.host, &candidates).await;
+                        replicas = replica_counts(&views);
                         break;
                     }
                 }
@@ -385,36 +386,73 @@ impl ClusterClients {
     }
 }
 
-/// How many replicas each primary (`host`, `port`) has, as `CLUSTER NODES` on `client` lists
-/// them: every replica not known to have failed, whether or not it has caught up yet (`CLUSTER
-/// SLOTS` leaves out a replica until it reports a replication offset). Empty when the node does
-/// not answer; a host it leaves empty is `queried`'s.
-async fn replicas_of(client: &Client, queried: &str) -> HashMap<(String, u16), u32> {
-    let command = CustomCommand::new_static("CLUSTER", ClusterHash::FirstKey, false);
-    let nodes = client.custom::<String, Value>(command, vec![Value::from("NODES")]);
-    match tokio::time::timeout(Duration::from_secs(1), nodes).await {
-        Ok(Ok(text)) => replica_counts(&text, queried),
-        _ => HashMap::new(),
-    }
+/// `CLUSTER NODES` as `client` (whose host is `queried`) and every other connected node of
+/// `others` see it: each text with the host that fills an address it leaves empty. The first
+/// is `client`'s; a node that does not answer within a second is left out.
+async fn cluster_views(
+    client: &Client,
+    queried: &str,
+    others: &[(Server, Client)],
+) -> Vec<(String, String)> {
+    let ask = |client: Client, host: String| async move {
+        let command = CustomCommand::new_static("CLUSTER", ClusterHash::FirstKey, false);
+        let nodes = client.custom::<String, Value>(command, vec![Value::from("NODES")]);
+        match tokio::time::timeout(Duration::from_secs(1), nodes).await {
+            Ok(Ok(text)) => Some((text, host)),
+            _ => None,
+        }
+    };
+    let others = others
+        .iter()
+        .filter(|(_, other)| other.id() != client.id() && other.is_connected())
+        .map(|(server, other)| ask(other.clone(), server.host.to_string()));
+    let (first, others) = futures_util::future::join(
+        ask(client.clone(), queried.to_owned()),
+        futures_util::future::join_all(others),
+    )
+    .await;
+    first
+        .into_iter()
+        .chain(others.into_iter().flatten())
+        .collect()
 }
 
-/// Parses `CLUSTER NODES` (`<id> <ip:port@bus> <flags> <master> ...`, a line per node).
-fn replica_counts(nodes: &str, queried: &str) -> HashMap<(String, u16), u32> {
-    let mut primaries = HashMap::new();
-    let mut replicas: HashMap<&str, u32> = HashMap::new();
-    for line in nodes.lines() {
+/// How many replicas each primary (`host`, `port`) has, from `CLUSTER NODES` views (see
+/// [`cluster_views`]): the replicas the first view lists for it, not counting one that any
+/// view has marked failed (a node that was paused or partitioned can take a while to see that
+/// a dead replica failed: the others agreed on it), whether or not it has caught up yet
+/// (`CLUSTER SLOTS` leaves out a replica until it reports a replication offset). Empty when no
+/// view was given.
+fn replica_counts(views: &[(String, String)]) -> HashMap<(String, u16), u32> {
+    // Each line: `<id> <ip:port@bus> <flags> <master> ...`.
+    let parse = |line: &str| -> Option<(String, String, Vec<String>, String)> {
         let fields: Vec<&str> = line.split_ascii_whitespace().collect();
         let [id, address, flags, master, ..] = fields[..] else {
-            continue;
+            return None;
         };
-        let flags: Vec<&str> = flags.split(',').collect();
-        if flags
-            .iter()
-            .any(|f| matches!(*f, "fail" | "noaddr" | "handshake"))
-        {
+        let flags = flags.split(',').map(str::to_owned).collect();
+        Some((id.to_owned(), address.to_owned(), flags, master.to_owned()))
+    };
+    let failed: HashSet<String> = views
+        .iter()
+        .flat_map(|(text, _)| text.lines().filter_map(parse))
+        .filter(|(_, _, flags, _)| {
+            flags
+                .iter()
+                .any(|f| matches!(f.as_str(), "fail" | "noaddr" | "handshake"))
+        })
+        .map(|(id, ..)| id)
+        .collect();
+    let Some((text, queried)) = views.first() else {
+        return HashMap::new();
+    };
+    let mut primaries = HashMap::new();
+    let mut replicas: HashMap<String, u32> = HashMap::new();
+    for (id, address, flags, master) in text.lines().filter_map(parse) {
+        if failed.contains(&id) {
             continue;
         }
-        if flags.contains(&"master") {
+        if flags.iter().any(|f| f == "master") {
             let address = address.split(['@', ',']).next().unwrap_or_default();
             let Some((host, port)) = address.rsplit_once(':') else {
                 continue;
@@ -424,13 +462,13 @@ fn replica_counts(nodes: &str, queried: &str) -> HashMap<(String, u16), u32> {
             };
             let host = if host.is_empty() { queried } else { host };
             primaries.insert(id, (host.to_owned(), port));
-        } else if flags.contains(&"slave") && master != "-" {
+        } else if flags.iter().any(|f| f == "slave") && master != "-" {
             *replicas.entry(master).or_default() += 1;
         }
     }
     primaries
         .into_iter()
-        .map(|(id, server)| (server, replicas.get(id).copied().unwrap_or(0)))
+        .map(|(id, server)| (server, replicas.get(&id).copied().unwrap_or(0)))
         .collect()
 }
 
@@ -456,7 +494,7 @@ r2 127.0.0.1:7005@17005 slave,fail a2 0 0 2 disconnected
 r3 127.0.0.1:7006@17006 slave a1 0 0 1 connected
 r4 127.0.0.1:7007@17007 slave,fail? a3 0 0 3 connected
 ";
-        let counts = replica_counts(nodes, "10.0.0.9");
+        let counts = replica_counts(&[(nodes.to_owned(), "10.0.0.9".to_owned())]);
         assert_eq!(counts[&("127.0.0.1".to_owned(), 7001)], 2);
         assert_eq!(
             counts[&("127.0.0.1".to_owned(), 7002)],
@@ -469,5 +507,30 @@ r4 127.0.0.1:7007@17007 slave,fail? a3 0 0 3 connected
             "suspected, not failed"
         );
         assert_eq!(counts.len(), 3);
+    }
+
+    #[test]
+    fn a_replica_any_view_has_failed_is_not_counted() {
+        // A replica just promoted, which was paused while the others agreed that its old
+        // master failed, still lists that dead node as its connected replica.
+        let promoted = "\
+b1 127.0.0.1:7004@17004 myself,master - 0 0 4 connected 0-5460
+a1 127.0.0.1:7001@17001 slave b1 0 0 4 connected
+";
+        let other = "\
+a2 127.0.0.1:7002@17002 myself,master - 0 0 2 connected 5461-10922
+b1 127.0.0.1:7004@17004 master - 0 0 4 connected 0-5460
+a1 127.0.0.1:7001@17001 master,fail - 0 0 1 disconnected
+";
+        let views = |texts: &[&str]| -> Vec<(String, String)> {
+            texts
+                .iter()
+                .map(|t| (t.to_string(), "127.0.0.1".to_owned()))
+                .collect()
+        };
+        let b1 = ("127.0.0.1".to_owned(), 7004);
+        assert_eq!(replica_counts(&views(&[promoted]))[&b1], 1);
+        assert_eq!(replica_counts(&views(&[promoted, other]))[&b1], 0);
+        assert!(replica_counts(&[]).is_empty());
     }
 }

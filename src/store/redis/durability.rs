@@ -124,9 +124,11 @@ impl Session {
                 ));
             }
             if acked < i64::from(touched.required) {
+                let node = touched.connection.keys().next().map(|s| format!(" on {s}"));
                 return Err(not_replicated(format!(
-                    "{acked} of {} replicas acknowledged the invalidation within {timeout:?}",
-                    touched.required
+                    "{acked} of {} replicas acknowledged the invalidation{} within {timeout:?}",
+                    touched.required,
+                    node.unwrap_or_default()
                 )));
             }
             Ok(())

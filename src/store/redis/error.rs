@@ -42,6 +42,9 @@ pub(crate) enum ErrorCode {
     Loading,
     /// The server is running a script past its time limit.
     Busy,
+    /// A blocked command (a `WAIT`) was let go because the node changed role (a master
+    /// demoted by a failover).
+    Unblocked,
 }
 
 impl ErrorCode {
@@ -66,6 +69,7 @@ impl ErrorCode {
             "MASTERDOWN" => Some(Self::MasterDown),
             "LOADING" => Some(Self::Loading),
             "BUSY" => Some(Self::Busy),
+            "UNBLOCKED" => Some(Self::Unblocked),
             _ => None,
         }
     }
@@ -99,6 +103,7 @@ mod tests {
             "CLUSTERDOWN The cluster is down",
             "LOADING Redis is loading the dataset in memory",
             "READONLY You can't write against a read only replica.",
+            "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
             "MOVED 3999 127.0.0.1:6381",
             "ASK 3999 127.0.0.1:6381",
         ] {
