@@ -223,17 +223,34 @@ fn stats_and_metrics_report_the_cache_and_redis() {
             break;
         }
     }
-    let hit = app.request("POST", "/matches/7/prediction", config);
-    assert!(hit.head.contains("; hit"), "{}", hit.head);
+    // Then a hit. (Once in a few hundred runs under CI load, the request right after the
+    // write-back landed was answered `uri-miss; collapsed`: served the stored entry after its
+    // lookup missed. Such answers are counted, and printed, not failed.)
+    let mut collapsed = 0;
+    loop {
+        let reply = app.request("POST", "/matches/7/prediction", config);
+        if reply.head.contains("; hit") {
+            break;
+        }
+        assert!(reply.head.contains("; collapsed"), "{}", reply.head);
+        eprintln!("not yet a hit: {}", reply.head);
+        collapsed += 1;
+        assert!(Instant::now() < deadline, "never a hit");
+    }
 
     let stats = app.stats();
     assert_eq!(stats["store"], "redis");
     let pred = &stats["namespaces"]["pred"];
+    let looked_up = misses + collapsed;
     assert_eq!(
         (pred["hits"].as_u64(), pred["misses"].as_u64()),
-        (Some(1), Some(misses))
+        (Some(1), Some(looked_up))
     );
-    assert_eq!(pred["hit_rate"].as_f64(), Some(1.0 / (1.0 + misses as f64)));
+    assert_eq!(pred["coalesced"].as_u64(), Some(collapsed));
+    assert_eq!(
+        pred["hit_rate"].as_f64(),
+        Some(1.0 / (1.0 + looked_up as f64))
+    );
     assert_eq!(stats["handler_runs"]["prediction"], misses);
     let runs = stats["handler_runs"].as_object().unwrap();
     let each: u64 = runs
@@ -253,7 +270,9 @@ fn stats_and_metrics_report_the_cache_and_redis() {
     assert!(metrics.head.starts_with("http/1.1 200"), "{}", metrics.head);
     for line in [
         r#"tower_redis_cache_hits_total{namespace="pred"} 1"#.to_owned(),
-        format!(r#"tower_redis_cache_misses_total{{namespace="pred",reason="absent"}} {misses}"#),
+        format!(
+            r#"tower_redis_cache_misses_total{{namespace="pred",reason="absent"}} {looked_up}"#
+        ),
         r#"tower_redis_cache_writes_total{namespace="pred",result="stored"} 1"#.to_owned(),
     ] {
         assert!(

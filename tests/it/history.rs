@@ -5,7 +5,7 @@
 //! cluster of three masters with a replica each. Readers request them; writers bump an entity's
 //! version in the "database" the handler reads, then invalidate it through either instance,
 //! retrying while the error says so. Meanwhile a nemesis injects faults, one after the
-//! other: a graceful failover, a master paused (below the node timeout), a live slot migration
+//! other, in rounds: a graceful failover, a master paused (below the node timeout), a live slot migration
 //! (the `SETSLOT`/`MIGRATE` sequence, key by key), and a master killed while its replication
 //! link is cut, so that its replica, promoted, never received what the master acknowledged
 //! last.
@@ -17,8 +17,9 @@
 //! ends within a bound. Without durability (`Durability::Master`) the same history has
 //! violations: the second test shows the checker finds them.
 //!
-//! One run takes about 20 s. (Rounds of these faults with the killed master restarted found
-//! availability problems that keep a longer run from finishing: RELIABILITY.md.)
+//! One round by default (about 25 s). `HISTORY_SECS=600` runs rounds for ten minutes, each
+//! killed master restarted as a replica before the next (`scripts/history.sh`; figures in
+//! RELIABILITY.md); `HISTORY_VERBOSE=1` prints each fault and each retried failure.
 
 use crate::app::*;
 use crate::servers::{
@@ -224,7 +225,7 @@ fn history(durability: Durability) -> Verdict {
         }));
     }
 
-    let faults = nemesis(cluster, &ids);
+    let faults = nemesis(cluster, &ids, run_for());
     stop.store(true, SeqCst);
     runtime.block_on(async {
         for task in tasks {
@@ -260,6 +261,9 @@ async fn invalidate(invalidator: &Invalidator, entity: &str, stop: &AtomicBool) 
             Ok(_) => return Some(attempts),
             Err(_) if stop.load(SeqCst) => return None,
             Err(error) => {
+                if std::env::var("HISTORY_VERBOSE").is_ok() {
+                    eprintln!("invalidation of {entity} failed: {error}");
+                }
                 assert!(error.is_retryable(), "not retryable: {error}");
                 assert!(started.elapsed() < RETRY_BOUND, "still failing: {error}");
                 attempts += 1;
@@ -282,43 +286,143 @@ fn fault_counts(faults: &[String]) -> String {
     counts.join(", ")
 }
 
-/// The faults, one after the other, while the clients run; the faults injected.
-fn nemesis(mut cluster: RedisCluster, ids: &[String]) -> Vec<String> {
+/// How long the nemesis runs rounds: `HISTORY_SECS`, or one round.
+fn run_for() -> Duration {
+    let secs = std::env::var("HISTORY_SECS").ok().map(|s| {
+        s.parse()
+            .unwrap_or_else(|_| panic!("HISTORY_SECS must be a number of seconds: {s:?}"))
+    });
+    Duration::from_secs(secs.unwrap_or(0))
+}
+
+/// Rounds of faults, one after the other, while the clients run, until `run_for` has passed
+/// (one round at least); the faults injected.
+fn nemesis(mut cluster: RedisCluster, ids: &[String], run_for: Duration) -> Vec<String> {
+    let started = Instant::now();
     let mut faults = Vec::new();
-    let mut record = |fault: &str| faults.push(fault.to_owned());
+    let mut record = |fault: &str| {
+        if std::env::var("HISTORY_VERBOSE").is_ok() {
+            eprintln!("{:>8.1?} {fault}", started.elapsed());
+        }
+        faults.push(fault.to_owned());
+    };
     thread::sleep(Duration::from_secs(2));
+    for round in 0.. {
+        // A graceful failover: a replica takes over from its master (no write lost).
+        let shard = &shards(&cluster)[(round + 1) % 3];
+        let (master, replica) = (shard.master, shard.replica.expect("a replica"));
+        cluster.server(replica).command(&["CLUSTER", "FAILOVER"]);
+        wait_for_role(cluster.server(replica), "master");
+        wait_synced(cluster.server(master));
+        record("graceful failover");
+        thread::sleep(Duration::from_millis(1500));
 
-    // A graceful failover: the second master's replica takes over (no write lost).
-    cluster.replicas()[1].command(&["CLUSTER", "FAILOVER"]);
-    wait_for_role(&cluster.replicas()[1], "master");
-    record("graceful failover");
-    thread::sleep(Duration::from_millis(1500));
+        // A master paused for a second (below the 2 s node timeout: no failover).
+        let master = shards(&cluster)[(round + 2) % 3].master;
+        cluster.server(master).pause();
+        thread::sleep(Duration::from_secs(1));
+        cluster.server(master).resume();
+        record("master paused 1 s");
+        thread::sleep(Duration::from_millis(1500));
 
-    // The third master paused for a second (below the 2 s node timeout: no failover).
-    cluster.nodes()[2].pause();
-    thread::sleep(Duration::from_secs(1));
-    cluster.nodes()[2].resume();
-    record("master paused 1 s");
-    thread::sleep(Duration::from_millis(1500));
+        // A live migration of an entity's slot to the next master, key by key.
+        let entity = &ids[(2 * PER_MASTER + 4 * round) % ids.len()];
+        let slot = key_slot(format!("{{{entity}}}"));
+        let now = shards(&cluster);
+        let from = now
+            .iter()
+            .position(|shard| shard.serves(slot))
+            .expect("a master serves the slot");
+        let to = now[(from + 1) % now.len()].master;
+        migrate_slot(cluster.server(now[from].master), cluster.server(to), slot);
+        record("slot migration");
+        thread::sleep(Duration::from_secs(2));
 
-    // A live migration of an entity's slot from the third master to the first, key by key.
-    let slot = key_slot(format!("{{{}}}", ids[2 * PER_MASTER]));
-    migrate_slot(&cluster.nodes()[2], &cluster.nodes()[0], slot);
-    record("slot migration");
-    thread::sleep(Duration::from_secs(2));
+        // A master's replication link cut (its replica stopped, the link closed); the writes
+        // go on for 1.5 s; the master dies; the replica, resumed, takes over without what the
+        // master last acknowledged.
+        let shard = &shards(&cluster)[round % 3];
+        let (master, replica) = (shard.master, shard.replica.expect("a replica"));
+        cluster.server(replica).pause();
+        let replicas = ["CLIENT", "KILL", "TYPE", "replica"];
+        cluster.server(master).command(&replicas);
+        thread::sleep(Duration::from_millis(1500));
+        cluster.server_mut(master).kill();
+        cluster.server(replica).resume();
+        wait_for_role(cluster.server(replica), "master");
+        if std::env::var("HISTORY_VERBOSE").is_ok() {
+            eprintln!("killed {master}, promoted {replica}");
+        }
+        record("master killed with its replication link cut");
+        thread::sleep(Duration::from_secs(3));
+        if started.elapsed() >= run_for {
+            break;
+        }
 
-    // The first master's replication link cut (its replica stopped, the link closed); the
-    // writes go on for 1.5 s; the master dies; the replica, resumed, takes over without what
-    // the master last acknowledged.
-    cluster.replicas()[0].pause();
-    cluster.nodes()[0].command(&["CLIENT", "KILL", "TYPE", "replica"]);
-    thread::sleep(Duration::from_millis(1500));
-    cluster.nodes_mut()[0].kill();
-    cluster.replicas()[0].resume();
-    wait_for_role(&cluster.replicas()[0], "master");
-    record("master killed with its replication link cut");
-    thread::sleep(Duration::from_secs(3));
+        // For the next round: the dead master restarted, back as a replica.
+        cluster.server_mut(master).restart();
+        wait_synced(cluster.server(master));
+        cluster.wait_healthy();
+        record("master restarted");
+        thread::sleep(Duration::from_millis(1500));
+    }
     faults
+}
+
+/// A master, its replica, and the slot ranges it serves, as `CLUSTER NODES` lists them.
+struct Shard {
+    master: u16,
+    replica: Option<u16>,
+    slots: Vec<(u16, u16)>,
+}
+
+impl Shard {
+    fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|&(lo, hi)| (lo..=hi).contains(&slot))
+    }
+}
+
+/// The cluster's shards, ordered by their lowest slot, as a node that answers sees them.
+fn shards(cluster: &RedisCluster) -> Vec<Shard> {
+    let nodes = cluster
+        .nodes()
+        .iter()
+        .chain(cluster.replicas())
+        .find_map(|server| {
+            let reply = server.try_query(&["CLUSTER", "NODES"], Duration::from_secs(1));
+            reply.ok().filter(|r| !r.is_error()).map(|r| r.text())
+        })
+        .expect("a node answers CLUSTER NODES");
+    // Each line: id, address, flags, master id, ping, pong, epoch, link, slots...
+    let lines: Vec<Vec<&str>> = nodes.lines().map(|l| l.split(' ').collect()).collect();
+    let port = |fields: &[&str]| -> u16 {
+        let address = fields[1].split(['@', ',']).next().unwrap();
+        address.rsplit(':').next().unwrap().parse().unwrap()
+    };
+    let healthy = |fields: &[&str]| !fields[2].contains("fail");
+    let ports: HashMap<&str, u16> = lines.iter().map(|f| (f[0], port(f))).collect();
+    let mut shards: Vec<Shard> = lines
+        .iter()
+        .filter(|f| f[2].contains("master") && healthy(f) && f.len() > 8)
+        .map(|f| Shard {
+            master: port(f),
+            replica: lines
+                .iter()
+                .find(|r| r[3] == f[0] && healthy(r))
+                .map(|r| ports[r[0]]),
+            slots: f[8..]
+                .iter()
+                .filter(|range| !range.starts_with('['))
+                .map(|range| {
+                    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                    (lo.parse().unwrap(), hi.parse().unwrap())
+                })
+                .collect(),
+        })
+        .collect();
+    shards.sort_by_key(|shard| shard.slots.iter().map(|s| s.0).min());
+    assert_eq!(shards.len(), 3, "three masters:\n{nodes}");
+    shards
 }
 
 /// Waits (at most 30 s) until `node`'s `ROLE` is `role`.
@@ -331,6 +435,19 @@ fn wait_for_role(node: &RedisServer, role: &str) {
         }
         assert!(Instant::now() < deadline, "never {role}: {reply}");
         // Polling: nothing announces the end of an election.
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most 30 s) until `node` is a replica whose link to its master is up.
+fn wait_synced(node: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = node.command(&["INFO", "replication"]);
+        if info.contains("role:slave") && info.contains("master_link_status:up") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never a synced replica: {info}");
         thread::sleep(Duration::from_millis(50));
     }
 }

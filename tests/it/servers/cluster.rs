@@ -250,6 +250,24 @@ impl RedisCluster {
         &mut self.nodes
     }
 
+    /// The server listening on `port`, a node or a replica (roles change with failovers).
+    pub fn server(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .chain(&self.replicas)
+            .find(|server| server.port() == port)
+            .unwrap_or_else(|| panic!("no server on port {port}"))
+    }
+
+    /// Mutable [`server`](Self::server), to kill or restart it.
+    pub fn server_mut(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes
+            .iter_mut()
+            .chain(&mut self.replicas)
+            .find(|server| server.port() == port)
+            .unwrap_or_else(|| panic!("no server on port {port}"))
+    }
+
     /// The node ports, in node order.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(RedisServer::port).collect()
