@@ -84,6 +84,11 @@ pub(crate) fn collapsed(
     from_entry(entry, head, not_modified, now, name, status.collapsed())
 }
 
+/// `n` as a header value, in one allocation (`HeaderValue::from(n)` makes two).
+fn decimal<N: itoa::Integer + Into<HeaderValue> + Copy>(n: N) -> HeaderValue {
+    HeaderValue::from_bytes(itoa::Buffer::new().format(n).as_bytes()).unwrap_or_else(|_| n.into())
+}
+
 /// The response rebuilt from `entry`, reported as `cache_status`.
 fn from_entry(
     entry: Entry,
@@ -102,7 +107,7 @@ fn from_entry(
                 kept.append(name.clone(), value.clone());
             }
         }
-        kept.insert(header::AGE, HeaderValue::from(age));
+        kept.insert(header::AGE, decimal(age));
         kept.append(CACHE_STATUS, cache_status.header_value(name));
         let mut response = Response::new(None);
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -111,8 +116,8 @@ fn from_entry(
     }
     // `Entry::decode` leaves room for these three.
     // The stored body is complete, so its length is exact (and right for HEAD, which has none).
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    headers.insert(header::AGE, HeaderValue::from(age));
+    headers.insert(header::CONTENT_LENGTH, decimal(body.len()));
+    headers.insert(header::AGE, decimal(age));
     headers.append(CACHE_STATUS, cache_status.header_value(name));
     let mut response = Response::new((!head).then_some(body));
     *response.status_mut() = status;

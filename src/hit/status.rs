@@ -1,6 +1,7 @@
 //! The RFC 9211 `Cache-Status` response header.
 
 use http::HeaderValue;
+use std::io::Write;
 
 /// The header's name.
 pub(crate) const CACHE_STATUS: http::HeaderName = http::HeaderName::from_static("cache-status");
@@ -103,16 +104,36 @@ impl CacheStatus {
 
     /// The header value for a cache called `name` (an RFC 8941 token).
     pub(crate) fn header_value(self, name: &str) -> HeaderValue {
-        // One allocation, sized for the longest value.
-        let mut value = String::with_capacity(name.len() + 48);
-        value.push_str(name);
+        // Written on the stack, then copied once into the value: one allocation. (A `String`
+        // handed to `HeaderValue` costs a second one, unless its capacity is exactly its length.)
+        let mut stack = [0u8; 128];
+        let mut cursor = std::io::Cursor::new(&mut stack[..]);
+        let value = match self.write(name, &mut cursor) {
+            Ok(()) => {
+                let len = usize::try_from(cursor.position()).unwrap_or(0);
+                HeaderValue::from_bytes(&stack[..len])
+            }
+            // A name longer than the stack buffer.
+            Err(_) => {
+                let mut long = Vec::new();
+                let _ = self.write(name, &mut long);
+                HeaderValue::from_bytes(&long)
+            }
+        };
+        // `name` is checked to be a token when the layer is built; details are tokens.
+        value.unwrap_or_else(|_| HeaderValue::from_static("cache"))
+    }
+
+    /// Writes the header value for a cache called `name` to `out`.
+    fn write(self, name: &str, out: &mut impl Write) -> std::io::Result<()> {
+        out.write_all(name.as_bytes())?;
         match self {
             CacheStatus::Hit { ttl, detail } => {
-                value.push_str("; hit; ttl=");
-                value.push_str(itoa::Buffer::new().format(ttl));
+                out.write_all(b"; hit; ttl=")?;
+                out.write_all(itoa::Buffer::new().format(ttl).as_bytes())?;
                 if let Some(detail) = detail {
-                    value.push_str("; detail=");
-                    value.push_str(detail);
+                    out.write_all(b"; detail=")?;
+                    out.write_all(detail.as_bytes())?;
                 }
             }
             CacheStatus::Forward {
@@ -121,27 +142,26 @@ impl CacheStatus {
                 collapsed,
                 detail,
             } => {
-                value.push_str(match fwd {
-                    Fwd::Bypass => "; fwd=bypass",
-                    Fwd::UriMiss => "; fwd=uri-miss",
-                    Fwd::VaryMiss => "; fwd=vary-miss",
-                    Fwd::Miss => "; fwd=miss",
-                    Fwd::Stale => "; fwd=stale",
-                });
+                out.write_all(match fwd {
+                    Fwd::Bypass => b"; fwd=bypass",
+                    Fwd::UriMiss => b"; fwd=uri-miss",
+                    Fwd::VaryMiss => b"; fwd=vary-miss",
+                    Fwd::Miss => b"; fwd=miss",
+                    Fwd::Stale => b"; fwd=stale",
+                })?;
                 if stored {
-                    value.push_str("; stored");
+                    out.write_all(b"; stored")?;
                 }
                 if collapsed {
-                    value.push_str("; collapsed");
+                    out.write_all(b"; collapsed")?;
                 }
                 if let Some(detail) = detail {
-                    value.push_str("; detail=");
-                    value.push_str(detail);
+                    out.write_all(b"; detail=")?;
+                    out.write_all(detail.as_bytes())?;
                 }
             }
         }
-        // `name` is checked to be a token when the layer is built; details are tokens.
-        HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("cache"))
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@
 //! so tests read whole bodies, then poll (bounded) for the write before expecting a hit.
 
 use crate::app::*;
+use crate::servers::Monitor;
 use axum::{
     body::Body,
     extract::Path,
@@ -144,6 +145,31 @@ redis_test!(miss_then_hit, |redis| async move {
         (stats.hits, stats.misses, stats.writes, stats.bypasses),
         (1, 1, 1, 0),
         "{stats:?}"
+    );
+});
+
+redis_test!(a_hit_sends_one_get_and_nothing_else, |redis| async move {
+    let layer = cache(&redis).await;
+    let app = prediction_app(&layer, &Runs::default());
+    let config = r#"{"risk":"high","model":"v2"}"#;
+    send(&app, post_req(PREDICTION, config)).await;
+    wait_writes(&layer, 1).await;
+    // The entry's key, as Redis saw it written.
+    let key = redis
+        .entry_keys(ALL_KEYS)
+        .pop()
+        .expect("the entry is stored");
+    let monitor = Monitor::start(redis.nodes());
+    for _ in 0..20 {
+        let hit = send(&app, post_req(PREDICTION, config)).await;
+        assert!(hit.is_hit(), "{}", hit.cache_status());
+    }
+    let commands = monitor.stop();
+    // Everything that reached Redis while the hits were served: one GET of the entry each.
+    let get = format!("\"GET\" \"{key}\"");
+    assert!(
+        commands.len() == 20 && commands.iter().all(|c| c.ends_with(&get)),
+        "20 hits, 20 commands, each `GET {key}`: {commands:#?}"
     );
 });
 
