@@ -157,14 +157,31 @@ fn without_durability_a_failover_to_a_lagging_replica_undoes_the_invalidation() 
         assert_eq!(dropped.unwrap(), 1);
         // The master dies before the replica got the drop; the replica takes over.
         cluster.nodes_mut()[0].kill();
-        cluster.replicas()[0].resume();
-        let seen = fail_over(cluster, &app, &id).await;
-        let last = seen.last().expect("a response");
-        assert_eq!(
-            last.text(),
-            format!("item {id} run 1"),
-            "the replica never had the drop: it serves the invalidated entry ({} responses)",
-            seen.len()
+        let replica = &cluster.replicas()[0];
+        replica.resume();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !replica.query(&["ROLE"]).text().starts_with("master") {
+            assert!(Instant::now() < deadline, "the replica never took over");
+            // Polling: nothing announces the end of the election.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The entry the invalidation reported dropped is on the new master. (Read there, not
+        // through the app: a request that missed while the master was down stores its own
+        // response once the replica has taken over, and may replace it before a hit shows it.)
+        let entries: Vec<String> = replica
+            .keys("monps:test:v1:*")
+            .into_iter()
+            .filter(|key| is_entry_key(key))
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let entry = replica.get(&entries[0]).expect("the entry");
+        let first_run = format!("item {id} run 1");
+        assert!(
+            entry
+                .windows(first_run.len())
+                .any(|w| w == first_run.as_bytes()),
+            "the promoted replica does not hold the dropped entry: the drop reached it before \
+             the link was cut, and there is nothing for durability to prevent"
         );
     });
 }
