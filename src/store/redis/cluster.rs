@@ -417,9 +417,9 @@ async fn cluster_views(
         .collect()
 }
 
-/// How many replicas each primary (`host`, `port`) has, from `CLUSTER NODES` views (see
-/// [`cluster_views`]): the replicas the first view lists for it, not counting one that any
-/// view has marked failed (a node that was paused or partitioned can take a while to see that
+/// How many replicas each primary (`host`, `port`) the first of the `CLUSTER NODES` views
+/// lists has (see [`cluster_views`]): the replicas that view lists for it, not counting one
+/// that any view has marked failed (a node that was paused or partitioned can take a while to see that
 /// a dead replica failed: the others agreed on it), whether or not it has caught up yet
 /// (`CLUSTER SLOTS` leaves out a replica until it reports a replication offset). Empty when no
 /// view was given.
@@ -433,14 +433,15 @@ fn replica_counts(views: &[(String, String)]) -> HashMap<(String, u16), u32> {
         let flags = flags.split(',').map(str::to_owned).collect();
         Some((id.to_owned(), address.to_owned(), flags, master.to_owned()))
     };
+    let failed_here = |flags: &[String]| {
+        flags
+            .iter()
+            .any(|f| matches!(f.as_str(), "fail" | "noaddr" | "handshake"))
+    };
     let failed: HashSet<String> = views
         .iter()
         .flat_map(|(text, _)| text.lines().filter_map(parse))
-        .filter(|(_, _, flags, _)| {
-            flags
-                .iter()
-                .any(|f| matches!(f.as_str(), "fail" | "noaddr" | "handshake"))
-        })
+        .filter(|(_, _, flags, _)| failed_here(flags))
         .map(|(id, ..)| id)
         .collect();
     let Some((text, queried)) = views.first() else {
@@ -449,10 +450,8 @@ fn replica_counts(views: &[(String, String)]) -> HashMap<(String, u16), u32> {
     let mut primaries = HashMap::new();
     let mut replicas: HashMap<String, u32> = HashMap::new();
     for (id, address, flags, master) in text.lines().filter_map(parse) {
-        if failed.contains(&id) {
-            continue;
-        }
-        if flags.iter().any(|f| f == "master") {
+        // A primary the first view lists is counted for (its replicas are what matters).
+        if flags.iter().any(|f| f == "master") && !failed_here(&flags) {
             let address = address.split(['@', ',']).next().unwrap_or_default();
             let Some((host, port)) = address.rsplit_once(':') else {
                 continue;
@@ -462,7 +461,7 @@ fn replica_counts(views: &[(String, String)]) -> HashMap<(String, u16), u32> {
             };
             let host = if host.is_empty() { queried } else { host };
             primaries.insert(id, (host.to_owned(), port));
-        } else if flags.iter().any(|f| f == "slave") && master != "-" {
+        } else if flags.iter().any(|f| f == "slave") && master != "-" && !failed.contains(&id) {
             *replicas.entry(master).or_default() += 1;
         }
     }
@@ -532,5 +531,17 @@ a1 127.0.0.1:7001@17001 master,fail - 0 0 1 disconnected
         assert_eq!(replica_counts(&views(&[promoted]))[&b1], 1);
         assert_eq!(replica_counts(&views(&[promoted, other]))[&b1], 0);
         assert!(replica_counts(&[]).is_empty());
+        // A view that has not yet seen a primary recover does not make its replicas go
+        // uncounted.
+        let first = "\
+p1 127.0.0.1:7002@17002 myself,master - 0 0 2 connected 5461-10922
+r1 127.0.0.1:7005@17005 slave p1 0 0 2 connected
+";
+        let stale = "\
+p1 127.0.0.1:7002@17002 master,fail - 0 0 2 disconnected 5461-10922
+r1 127.0.0.1:7005@17005 slave p1 0 0 2 connected
+";
+        let p1 = ("127.0.0.1".to_owned(), 7002);
+        assert_eq!(replica_counts(&views(&[first, stale]))[&p1], 1);
     }
 }
