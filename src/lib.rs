@@ -118,7 +118,7 @@
 //! | `tower_redis_cache_write_bytes_in_flight` | gauge | | bytes those write-backs hold |
 //! | `tower_redis_cache_near_hits_total` | counter | | lookups a [`NearCache`] answered from process memory |
 //! | `tower_redis_cache_near_invalidations_total` | counter | | near-cache entries dropped on Redis tracking messages |
-//! | `tower_redis_cache_near_flushes_total` | counter | `reason` = `disconnect` \| `reconnect` \| `topology` \| `missed-message` \| `silence` \| `emptied` | times a near cache was emptied and turned off until tracking was back |
+//! | `tower_redis_cache_near_flushes_total` | counter | `reason` = `disconnect` \| `reconnect` \| `topology` \| `redirected` \| `missed-message` \| `silence` \| `emptied` | times a near cache was emptied and turned off until tracking was back |
 //!
 //! [`CacheLayer::stats`] and [`CacheLayer::namespace_stats`] give the same counts without a
 //! recorder.
