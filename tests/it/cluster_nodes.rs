@@ -4,23 +4,13 @@
 
 use crate::app::*;
 use crate::servers::cluster::{key_slot, node_for_slot, RedisCluster};
-use axum::{extract::Path, routing::get, Router};
+use axum::Router;
 use std::time::{Duration, Instant};
-use tower_redis_cache::{CacheLayer, Entity, Policy};
+use tower_redis_cache::CacheLayer;
 
-/// `GET /items/{id}`, cached with entity `t_{id}`.
+/// `GET /items/{id}` with entity `t_{id}`.
 fn app(layer: &CacheLayer, runs: &Runs) -> Router {
-    let runs = runs.clone();
-    Router::new().route(
-        "/items/{id}",
-        get(move |Path(id): Path<String>| {
-            let runs = runs.clone();
-            async move { format!("item {id} run {}", runs.bump()) }
-        })
-        .route_layer(
-            layer.policy(Policy::new("items").entity(Entity::path_segment(1).prefix("t_"))),
-        ),
-    )
+    items_app(layer, runs, "t_")
 }
 
 /// One item id per master: `ids[i]`'s entity lives on node `i`.

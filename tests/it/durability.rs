@@ -5,23 +5,13 @@
 
 use crate::app::*;
 use crate::servers::cluster::{key_slot, node_for_slot, RedisCluster};
-use axum::{extract::Path, routing::get, Router};
+use axum::Router;
 use std::time::{Duration, Instant};
-use tower_redis_cache::{CacheLayer, Durability, Entity, Policy, RedisStore, StoreErrorKind};
+use tower_redis_cache::{CacheLayer, Durability, RedisStore, StoreErrorKind};
 
-/// `GET /items/{id}` with entity `d_{id}`; the body names the handler run that made it.
+/// `GET /items/{id}` with entity `d_{id}`.
 fn app(layer: &CacheLayer, runs: &Runs) -> Router {
-    let runs = runs.clone();
-    Router::new().route(
-        "/items/{id}",
-        get(move |Path(id): Path<String>| {
-            let runs = runs.clone();
-            async move { format!("item {id} run {}", runs.bump()) }
-        })
-        .route_layer(
-            layer.policy(Policy::new("items").entity(Entity::path_segment(1).prefix("d_"))),
-        ),
-    )
+    items_app(layer, runs, "d_")
 }
 
 /// An item id whose entity lives on the first master.

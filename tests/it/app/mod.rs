@@ -7,6 +7,7 @@
 //! * [`wait`]: bounded polling ([`eventually`]) and [`wait_writes`].
 //! * [`nothing_stored`]: [`assert_nothing_stored`], by a sentinel route.
 //! * [`Frames`] (scripted bodies) and [`Runs`] (handler run counts).
+//! * [`items_app`]: `GET /items/{id}`, cached per item, the cluster tests' route.
 //! * [`load`]: the HTTP load generator of the fault scenarios (real sockets, N clients).
 //!
 //! Declared in `main.rs` after [`crate::servers`], with `#[macro_use]`. Test modules take it
@@ -18,6 +19,7 @@
 mod redis_test;
 
 pub mod frames;
+pub mod items;
 pub mod layer;
 pub mod load;
 pub mod nothing_stored;
@@ -27,6 +29,7 @@ pub mod wait;
 
 pub use crate::servers::{Redis, Topology};
 pub use frames::Frames;
+pub use items::items_app;
 pub use layer::{
     cache, cache_builder, cache_one_write, connect, is_entry_key, key_factory, ALL_KEYS, NAME,
     PREFIX,
