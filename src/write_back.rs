@@ -243,9 +243,12 @@ impl WriteBack {
             let write = EntryWrite::new(plan.key, encoded, plan.freshness.retention())
                 .started_at(plan.started)
                 .encoded_tags(plan.tags);
+            let mut flight = plan.flight;
+            if let Some(flight) = &flight {
+                flight.seal();
+            }
             let mut write = runtime.store.write(write);
             let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
-            let mut flight = plan.flight;
             let mut done = None;
             if flight.is_some() {
                 // Waiters wait for the store at most a lookup timeout, as a lookup would: then

@@ -4,8 +4,9 @@
 //! Later misses for the key wait (bounded) for that outcome: the leader's entry when its
 //! response was storable and complete, served to each waiter whose request it answers; else
 //! (not storable, failed, cancelled, client gone) the waiters forward on their own at once,
-//! never queued behind each other. The flight stays registered until the leader's write-back
-//! ends, so misses arriving meanwhile get the entry too.
+//! never queued behind each other. Misses arriving once the leader's entry is on its way to the
+//! store start a flight of their own: by the time the store has it, an invalidation may have
+//! dropped it, and a request that began after that invalidation must not get it.
 
 use crate::entry::Entry;
 use std::{
@@ -72,21 +73,16 @@ impl Flights {
 }
 
 impl Flight {
-    /// Publishes the outcome; waiters get it at once, later joiners until the flight ends.
+    /// Publishes the outcome to the waiters.
     pub(crate) fn publish(&self, outcome: Outcome) {
         self.sender.send_replace(Some(outcome));
     }
-}
 
-impl Drop for Flight {
-    fn drop(&mut self) {
-        self.sender.send_if_modified(|outcome| {
-            let unset = outcome.is_none();
-            if unset {
-                *outcome = Some(Outcome::Forward);
-            }
-            unset
-        });
+    /// Takes no more waiters: called as the leader's entry is sent to the store. Every waiter
+    /// joined before the store accepted the entry, so no invalidation acknowledged before its
+    /// request began can have dropped it since (one that started before the leader's request
+    /// began makes the store refuse the entry, and nothing is published).
+    pub(crate) fn seal(&self) {
         let mut map = self
             .flights
             .map
@@ -99,6 +95,19 @@ impl Drop for Flight {
         {
             map.remove(&self.key);
         }
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.sender.send_if_modified(|outcome| {
+            let unset = outcome.is_none();
+            if unset {
+                *outcome = Some(Outcome::Forward);
+            }
+            unset
+        });
+        self.seal();
     }
 }
 
@@ -124,16 +133,19 @@ mod tests {
             panic!("the second waits")
         };
         assert!(matches!(flights.join("other"), Role::Leader(_)));
+        // Sealed as its entry goes to the store: a later miss leads a flight of its own
+        // (the entry may be invalidated by the time the store has it).
+        flight.seal();
+        assert_eq!(flights.len(), 0, "unregistered");
+        let Role::Leader(late) = flights.join("k") else {
+            panic!("a sealed flight takes no more waiters")
+        };
         let entry = Entry::new(http::StatusCode::OK, Default::default(), "b".into());
         flight.publish(Outcome::Entry(Arc::new(entry)));
         assert!(matches!(outcome(waiter).await, Outcome::Entry(_)));
-        // Until the leader's write-back ends, late misses get the entry too.
-        let Role::Waiter(late) = flights.join("k") else {
-            panic!("still in flight")
-        };
         drop(flight);
-        assert!(matches!(outcome(late).await, Outcome::Entry(_)));
-        assert_eq!(flights.len(), 0);
+        assert_eq!(flights.len(), 1, "the late leader's flight is untouched");
+        drop(late);
     }
 
     #[tokio::test]
