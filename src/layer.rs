@@ -104,6 +104,7 @@ impl CacheLayer {
     /// budget and the counters.
     pub fn policy(&self, mut policy: Policy) -> Self {
         policy.stats = self.runtime.namespace_counters(&policy.namespace);
+        policy.negotiation = self.runtime.negotiation(&policy.namespace);
         Self {
             runtime: self.runtime.clone(),
             policy: Arc::new(policy),
@@ -262,6 +263,7 @@ impl CacheLayerBuilder {
             flights: self.coalescing.then(Arc::default),
             refreshes: Arc::default(),
             namespaces: Default::default(),
+            negotiations: Default::default(),
             coalescing_timeout: self.coalescing_timeout,
             unsafe_invalidation_warnings: Default::default(),
             compression: self.compression,

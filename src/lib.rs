@@ -86,8 +86,11 @@
 //! # What is never stored
 //!
 //! Responses with `Set-Cookie`, `Cache-Control: private | no-store | no-cache`, `Vary: *` or a
-//! `Vary` on a header the route does not key, a status the policy does not list, a body over the
-//! limit, trailers, or a body that failed or was abandoned before its end. `HEAD` requests are
+//! `Vary` on a credential the route does not key, a status the policy does not list, a body over
+//! the limit, trailers, or a body that failed or was abandoned before its end. A response that
+//! `Vary`s on other headers is stored once per value of them (the namespace learns the headers
+//! and keys its requests by their normalised values; at most
+//! [`Policy::max_variants`] per key) and served only to requests with the same values. `HEAD` requests are
 //! answered from `GET` entries and never stored. A client's `Cache-Control: no-cache` does not
 //! bypass the cache (that would let any client defeat it).
 //!
@@ -107,7 +110,7 @@
 //! | `tower_redis_cache_misses_total` | counter | `namespace`, `reason` = `absent` \| `variant` \| `expired` \| `lookup-error` \| `circuit-open` \| `bad-entry` | looked up (or skipped by the open breaker) and forwarded |
 //! | `tower_redis_cache_coalesced_total` | counter | `namespace` | misses answered with the response another request fetched (each also a miss) |
 //! | `tower_redis_cache_bypasses_total` | counter | `namespace`, `reason` = `credentials` \| `unkeyed-query` \| `unkeyed-header` \| `no-entity` \| `body-too-large` \| `body-error` \| `request-trailers` | forwarded without a lookup |
-//! | `tower_redis_cache_writes_total` | counter | `namespace`, `result` = `stored` \| `invalidated` \| `dropped` \| `failed` | write-backs: accepted, refused after an invalidation, not attempted (budget or breaker), failed or timed out |
+//! | `tower_redis_cache_writes_total` | counter | `namespace`, `result` = `stored` \| `invalidated` \| `dropped` \| `too-many-variants` \| `failed` | write-backs: accepted, refused after an invalidation, not attempted (budget or breaker; a varying response past its key's variant bound), failed or timed out |
 //! | `tower_redis_cache_lookup_duration_seconds` | histogram | `namespace` | lookup start to the store's answer or the timeout |
 //! | `tower_redis_cache_write_duration_seconds` | histogram | `namespace` | time a write-back waited for the store |
 //! | `tower_redis_cache_entry_bytes` | histogram | `namespace` | size of each encoded entry sent to the store (compressed, when it is) |
@@ -152,6 +155,7 @@ mod invalidate;
 mod key;
 mod layer;
 mod millis;
+mod negotiate;
 mod observe;
 mod policy;
 mod rules;

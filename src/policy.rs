@@ -1,6 +1,6 @@
 //! Per-route caching policy: namespace, TTL, methods, entity, what varies, limits.
 
-use crate::{key::Entity, observe::stats::CacheCounters};
+use crate::{key::Entity, negotiate::Negotiation, observe::stats::CacheCounters};
 use http::{response, HeaderName, Method, StatusCode};
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -50,6 +50,9 @@ pub struct Policy {
     /// The counters of this policy's namespace, shared by every route of the namespace in one
     /// layer (set by `CacheLayer::policy`).
     pub(crate) stats: Arc<CacheCounters>,
+    pub(crate) max_variants: usize,
+    /// What this policy's namespace learned from `Vary`, shared like `stats`.
+    pub(crate) negotiation: Arc<Negotiation>,
 }
 
 /// How long an entry is fresh, and how long past that it may be served stale.
@@ -75,6 +78,8 @@ impl Policy {
         Self {
             // Its own until `CacheLayer::policy` gives it the namespace's shared ones.
             stats: Arc::new(CacheCounters::for_namespace(&namespace)),
+            negotiation: Arc::default(),
+            max_variants: 16,
             namespace,
             ttl: Duration::from_secs(60),
             methods: vec![Method::GET],
@@ -145,6 +150,17 @@ impl Policy {
         self.vary_headers = names.into_iter().collect();
         self.vary_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         self.vary_headers.dedup();
+        self
+    }
+
+    /// The most variants of one key stored at a time (default 16) when responses `Vary` on
+    /// request headers the route does not list in [`vary_headers`](Self::vary_headers): the
+    /// cache learns those headers from the responses and keys requests by their values from
+    /// then on. Past the bound, responses are passed on and not stored (counted in
+    /// [`CacheStats::variants_refused`](crate::CacheStats::variants_refused)); zero stores no
+    /// such response.
+    pub fn max_variants(mut self, variants: usize) -> Self {
+        self.max_variants = variants;
         self
     }
 
@@ -293,6 +309,7 @@ impl fmt::Debug for Policy {
             .field("stale_while_revalidate", &self.stale_while_revalidate)
             .field("stale_if_error", &self.stale_if_error)
             .field("freshness_from_response", &self.freshness_from_response)
+            .field("max_variants", &self.max_variants)
             .finish()
     }
 }

@@ -8,6 +8,7 @@ use crate::{
     entry::Compression,
     hit::{CacheStatus, Fwd},
     key::{BodyMemo, KeyFactory},
+    negotiate::Negotiation,
     observe::{
         event::{Bypass, Event, Miss},
         stats::CacheCounters,
@@ -47,6 +48,8 @@ pub(crate) struct Runtime {
     pub(crate) refreshes: Arc<Flights>,
     /// The counters of each namespace.
     pub(crate) namespaces: Mutex<BTreeMap<String, Arc<CacheCounters>>>,
+    /// What each namespace learned from `Vary`.
+    pub(crate) negotiations: Mutex<BTreeMap<String, Arc<Negotiation>>>,
     /// The longest a coalesced miss waits for its leader.
     pub(crate) coalescing_timeout: Duration,
     /// How stored bodies are compressed.
@@ -78,6 +81,18 @@ impl Runtime {
         namespaces
             .entry(namespace.to_owned())
             .or_insert_with(|| Arc::new(CacheCounters::for_namespace(namespace)))
+            .clone()
+    }
+
+    /// What `namespace` learned from `Vary`, made on first use.
+    pub(crate) fn negotiation(&self, namespace: &str) -> Arc<Negotiation> {
+        let mut negotiations = self
+            .negotiations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        negotiations
+            .entry(namespace.to_owned())
+            .or_default()
             .clone()
     }
 

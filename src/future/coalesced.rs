@@ -6,28 +6,40 @@ use crate::{
     coalesce::flight::Outcome,
     entry::Entry,
     hit::{self, CacheStatus, Cached},
-    key::Identity,
+    negotiate::coding::coding_accepted,
     observe::event::Event,
 };
 use bytes::Bytes;
 use http_body::Body;
 use std::time::SystemTime;
 
-/// The leader's entry, if its flight ended with one that answers a request of `identity`.
-pub(super) fn shared_entry(outcome: Option<Outcome>, identity: &Identity) -> Option<Entry> {
+/// The leader's entry, if its flight ended with one that answers `pending`.
+pub(super) fn shared_entry<S, ReqBody: Body>(
+    outcome: Option<Outcome>,
+    pending: &Pending<S, ReqBody>,
+) -> Option<Entry> {
     match outcome {
-        Some(Outcome::Entry(entry)) if entry.identity().as_ref() == identity.as_slice() => {
-            Some(Entry::clone(&entry))
-        }
+        Some(Outcome::Entry(entry)) if answers(&entry, pending) => Some(Entry::clone(&entry)),
         _ => None,
     }
 }
 
-/// The entry another instance stored, if it decodes and answers a request of `identity`.
-pub(super) fn stored_entry(bytes: Bytes, identity: &Identity) -> Option<Entry> {
+/// The entry another instance stored, if it decodes and answers `pending`.
+pub(super) fn stored_entry<S, ReqBody: Body>(
+    bytes: Bytes,
+    pending: &Pending<S, ReqBody>,
+) -> Option<Entry> {
     Entry::decode(bytes)
         .ok()
-        .filter(|entry| entry.identity().as_ref() == identity.as_slice())
+        .filter(|entry| answers(entry, pending))
+}
+
+/// Whether `entry` was stored for `pending`'s inputs, in a coding it accepts.
+fn answers<S, ReqBody: Body>(entry: &Entry, pending: &Pending<S, ReqBody>) -> bool {
+    entry.identity().as_ref() == pending.identity.as_slice()
+        && pending
+            .coding_check()
+            .is_none_or(|request| coding_accepted(entry, request))
 }
 
 /// The response of `pending`, a miss reported as `status`, answered with `entry`; counted as

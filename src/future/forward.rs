@@ -1,7 +1,10 @@
 //! Forwarding to the inner service and finishing its response: `Cache-Status`, recording the
 //! body for the store when the route may store it, and stale-if-error when it failed.
 
-use super::pending::{Pending, StaleIfError};
+use super::{
+    keying::{Rekey, Rekeyed},
+    pending::{Pending, StaleIfError},
+};
 use crate::{
     body::{RequestBody, ResponseBody},
     coalesce::{flight::Flight, lease::MissLease},
@@ -25,8 +28,9 @@ use tower_service::Service;
 pub(super) struct Finish {
     pub(super) runtime: Arc<Runtime>,
     pub(super) status: CacheStatus,
-    /// Where to store the response, when it was looked up (and so has a key).
-    pub(super) store: Option<(Arc<Policy>, WritePlan)>,
+    /// Where to store the response, when it was looked up (and so has a key), and what keyed
+    /// it, for a response that varies on more than its key covered.
+    pub(super) store: Option<(Arc<Policy>, WritePlan, Rekey)>,
 }
 
 /// A looked-up request on its way to the inner service.
@@ -57,6 +61,7 @@ where
         request,
         key,
         identity,
+        inputs,
         stale,
         ..
     } = pending;
@@ -68,7 +73,8 @@ where
     // HEAD is answered from GET entries but never stored: its response has no body.
     let store = (!head).then(|| {
         let plan = WritePlan::new(&runtime, &policy, key, identity, flight, lease);
-        (policy, plan)
+        let rekey = Rekey::new(inputs, &request);
+        (policy, plan, rekey)
     });
     Forwarded {
         future: service.call(request),
@@ -123,18 +129,28 @@ impl Finish {
         let tag_fn = self
             .store
             .as_ref()
-            .and_then(|(policy, _)| policy.tags.as_ref());
+            .and_then(|(policy, _, _)| policy.tags.as_ref());
         let tags = match (&self.runtime.tag_header, tag_fn) {
             (None, None) => Some(Vec::new()),
             (header, tag_fn) => response_tags(header.as_ref(), &mut parts, tag_fn),
         };
         let write = match (self.store, tags) {
-            (Some((policy, mut plan)), Some(tags)) if response_storable(&policy, &parts) => {
+            (Some((policy, mut plan, rekey)), Some(tags)) if response_storable(&policy, &parts) => {
                 match freshness(&policy, &parts.headers) {
                     Some(freshness) => {
-                        plan.tags = tags;
-                        plan.freshness = freshness;
-                        plan.start(&parts, body.size_hint())
+                        match rekey.key(&policy, &parts.headers, &mut plan, freshness.retention()) {
+                            Rekeyed::Store => {
+                                plan.tags = tags;
+                                plan.freshness = freshness;
+                                plan.start(&parts, body.size_hint())
+                            }
+                            Rekeyed::Refused => None,
+                            Rekeyed::TooManyVariants => {
+                                let event = Event::VariantRefused;
+                                self.runtime.counters.count(&policy.stats, event);
+                                None
+                            }
+                        }
                     }
                     None => None,
                 }

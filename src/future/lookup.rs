@@ -6,6 +6,7 @@ use crate::{
     entry::Entry,
     hit::{CacheStatus, Fwd},
     key::{CacheKey, Identity},
+    negotiate::coding::coding_accepted,
     observe::{
         event::{Event, Miss},
         stats::CacheCounters,
@@ -18,6 +19,7 @@ use crate::{
     },
 };
 use bytes::Bytes;
+use http::HeaderMap;
 use std::{
     sync::Arc,
     task::{Context, Poll},
@@ -110,6 +112,7 @@ pub(crate) fn resolve(
     runtime: &Runtime,
     admission: Admission,
     identity: &Identity,
+    coding_check: Option<&HeaderMap>,
 ) -> (Resolution, Event) {
     match &found {
         // One cluster node down: the others answer, the store as a whole is up; that node's
@@ -139,7 +142,9 @@ pub(crate) fn resolve(
             return miss(status, Miss::BadEntry);
         }
     };
-    if entry.identity[..] != identity[..] {
+    if entry.identity[..] != identity[..]
+        || coding_check.is_some_and(|request| !coding_accepted(&entry, request))
+    {
         return miss(CacheStatus::forward(Fwd::VaryMiss), Miss::Variant);
     }
     let age = entry.age(now);

@@ -1,5 +1,6 @@
 //! What a request on a cached route carries from one step of its future to the next.
 
+use super::keying::KeyInputs;
 use crate::{
     body::RequestBody, entry::Entry, key::CacheKey, key::Identity, observe::stats::CacheCounters,
     policy::Policy, runtime::Runtime, store::guard::breaker::Admission,
@@ -29,6 +30,8 @@ pub(super) struct Pending<S, ReqBody: Body> {
     pub(super) request: Request<RequestBody<ReqBody>>,
     pub(super) key: CacheKey,
     pub(super) identity: Identity,
+    /// What keyed it besides the key: for a response that varies on more.
+    pub(super) inputs: KeyInputs,
     pub(super) admission: Admission,
     /// A stale entry within the stale-if-error window, to serve if the inner service fails.
     pub(super) stale: Option<Entry>,
@@ -38,6 +41,14 @@ impl<S, ReqBody: Body> Pending<S, ReqBody> {
     /// Whether the request is a `HEAD` (answered from `GET` entries, never stored).
     pub(super) fn is_head(&self) -> bool {
         self.request.method() == Method::HEAD
+    }
+
+    /// The request's headers when an entry must be in a content coding they accept (the key
+    /// holds the coding a server would pick, not the header itself).
+    pub(super) fn coding_check(&self) -> Option<&http::HeaderMap> {
+        self.inputs
+            .negotiates_coding()
+            .then(|| self.request.headers())
     }
 }
 

@@ -132,7 +132,7 @@ where
             return State::forwarded(future, runtime, status);
         }
         let bodies = &runtime.bodies;
-        let (key, identity) = request_key(
+        let (key, identity, inputs) = request_key(
             key_start,
             &policy,
             &stored_method,
@@ -149,6 +149,7 @@ where
                 request: Request::from_parts(parts, body),
                 key,
                 identity,
+                inputs,
                 admission,
                 stale: None,
             }),
@@ -248,8 +249,14 @@ where
                     let found = ready!(lookup.poll_lookup(cx, runtime));
                     let mut pending = pending.take().expect(DONE);
                     let (runtime, now) = (&pending.runtime, SystemTime::now());
-                    let (resolution, event) =
-                        resolve(found, now, runtime, pending.admission, &pending.identity);
+                    let (resolution, event) = resolve(
+                        found,
+                        now,
+                        runtime,
+                        pending.admission,
+                        &pending.identity,
+                        pending.coding_check(),
+                    );
                     lookup.report(runtime, &pending.policy.stats, event);
                     let name = &runtime.name;
                     match resolution {
@@ -274,7 +281,7 @@ where
                 StateProj::Waiting { outcome, pending } => {
                     let outcome = ready!(outcome.as_mut().poll(cx));
                     let (pending, status) = pending.take().expect(DONE);
-                    match coalesced::shared_entry(outcome, &pending.identity) {
+                    match coalesced::shared_entry(outcome, &pending) {
                         Some(entry) => {
                             let response = coalesced::respond(&pending, entry, status);
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
@@ -288,9 +295,7 @@ where
                     let (pending, status, flight) = pending.take().expect(DONE);
                     let (stored, lease) = match leased {
                         Leased::Holder(lease) => (None, Some(lease)),
-                        Leased::Filled(bytes) => {
-                            (coalesced::stored_entry(bytes, &pending.identity), None)
-                        }
+                        Leased::Filled(bytes) => (coalesced::stored_entry(bytes, &pending), None),
                         Leased::Forward => (None, None),
                     };
                     match stored {

@@ -14,6 +14,7 @@ mod factory;
 mod identity;
 pub(crate) mod index;
 mod memo;
+pub(crate) mod normalize;
 mod path;
 mod variant;
 
@@ -24,6 +25,6 @@ pub use self::factory::KeyFactory;
 pub(crate) use self::identity::{identity, Identity};
 pub(crate) use self::index::EntryAddress;
 pub(crate) use self::memo::BodyMemo;
-pub(crate) use self::path::request_path;
+pub(crate) use self::path::{path_of, request_path};
 pub(crate) use self::variant::BodyDigest;
 pub use self::variant::Variant;

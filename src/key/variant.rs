@@ -1,7 +1,7 @@
 //! The inputs that select one variant of an entity's cached response.
 
-use super::canonical::canonicalize;
-use http::{HeaderName, Method};
+use super::{canonical::canonicalize, normalize::normalized};
+use http::{HeaderMap, HeaderName, Method};
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -48,6 +48,7 @@ enum Domain {
     RawBody = b'R',
     Query = b'Q',
     Header = b'H',
+    Negotiated = b'N',
 }
 
 impl Variant {
@@ -108,6 +109,44 @@ impl Variant {
         );
         self.parts.push(part);
         self
+    }
+
+    /// Adds request header `name` of `headers` as a response's `Vary` on it keys the request
+    /// (for headers a namespace's responses were seen to vary on, which the route does not
+    /// list in [`Policy::vary_headers`](crate::Policy::vary_headers)): its value normalised
+    /// (`Accept-Encoding` to the coding a server would pick, `Accept`-like lists to their
+    /// members by weight, other headers trimmed), or its absence.
+    ///
+    /// ```
+    /// use http::{header, HeaderMap, HeaderValue};
+    /// use tower_redis_cache::Variant;
+    ///
+    /// let mut a = HeaderMap::new();
+    /// a.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br"));
+    /// let mut b = HeaderMap::new();
+    /// b.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("br;q=1, gzip;q=0.8"));
+    /// let key = |h| Variant::new().negotiated(&header::ACCEPT_ENCODING, h).id();
+    /// assert_eq!(key(&a), key(&b), "both get br");
+    /// ```
+    pub fn negotiated(mut self, name: &HeaderName, headers: &HeaderMap) -> Self {
+        let value = match normalized(name, headers) {
+            Some(mut value) => {
+                value.insert(0, 1);
+                value
+            }
+            None => vec![0],
+        };
+        let part = Part::new(Domain::Negotiated, name.as_str().as_bytes().to_vec(), value);
+        self.parts.push(part);
+        self
+    }
+
+    /// This variant without what [`negotiated`](Self::negotiated) added.
+    pub(crate) fn without_negotiated(&self) -> Variant {
+        let parts = self.parts.iter().filter(|p| p.domain != Domain::Negotiated);
+        Variant {
+            parts: parts.cloned().collect(),
+        }
     }
 
     /// Whether nothing varies: the key's variant field is then `default`.

@@ -25,6 +25,8 @@ pub(crate) enum Event {
     WriteFailed,
     /// A storable response not written: no room in the write budget, or the breaker open.
     WriteDropped,
+    /// A varying response not written: its key has as many variants as the route allows.
+    VariantRefused,
 }
 
 /// Why a looked-up request was forwarded.
@@ -83,6 +85,7 @@ impl Event {
             Event::WriteInvalidated => "invalidated",
             Event::WriteFailed => "failed",
             Event::WriteDropped => "dropped",
+            Event::VariantRefused => "too-many-variants",
         }
     }
 }

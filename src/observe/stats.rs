@@ -40,6 +40,9 @@ pub struct CacheStats {
     /// Storable responses not written: the write budget (in-flight writes or bytes) was
     /// exhausted, or the circuit breaker was open.
     pub writes_dropped: u64,
+    /// Varying responses not written because their key had as many variants as the route's
+    /// [`Policy::max_variants`](crate::Policy::max_variants) allows.
+    pub variants_refused: u64,
     /// Write-backs in flight now: recording a body or waiting for the store.
     pub writes_in_flight: u64,
     /// Bytes the write-backs in flight hold now (recorded bodies and encoded entries).
@@ -62,6 +65,7 @@ pub(crate) struct CacheCounters {
     pub(crate) write_errors: AtomicU64,
     pub(crate) writes_invalidated: AtomicU64,
     pub(crate) writes_dropped: AtomicU64,
+    pub(crate) variants_refused: AtomicU64,
     /// The namespace counted (empty for a layer's totals).
     pub(crate) namespace: Arc<str>,
     /// What is reported through the `metrics` facade (a namespace's; nothing for totals).
@@ -113,6 +117,7 @@ impl CacheCounters {
             Event::WriteInvalidated => add(&self.writes_invalidated),
             Event::WriteFailed => add(&self.write_errors),
             Event::WriteDropped => add(&self.writes_dropped),
+            Event::VariantRefused => add(&self.variants_refused),
         }
     }
 
@@ -135,6 +140,7 @@ impl CacheCounters {
             write_errors: self.write_errors.load(Relaxed),
             writes_invalidated: self.writes_invalidated.load(Relaxed),
             writes_dropped: self.writes_dropped.load(Relaxed),
+            variants_refused: self.variants_refused.load(Relaxed),
             writes_in_flight: writes_in_flight as u64,
             write_bytes_in_flight: write_bytes_in_flight as u64,
         }

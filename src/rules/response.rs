@@ -8,14 +8,13 @@ use http::{
 use std::time::Duration;
 
 /// Whether the response head allows storing: a listed status, no `Set-Cookie`, no
-/// `Cache-Control: private | no-store | no-cache`, no `Vary` on a header the key does not cover,
-/// and a `Content-Length` (when given) within the limit.
+/// `Cache-Control: private | no-store | no-cache` and a `Content-Length` (when given) within
+/// the limit. (What its `Vary` allows is `negotiate/vary.rs`'s to say.)
 pub(crate) fn response_storable(policy: &Policy, parts: &response::Parts) -> bool {
     let headers = &parts.headers;
     policy.statuses.contains(&parts.status)
         && !headers.contains_key(header::SET_COOKIE)
         && !cache_control_forbids(headers)
-        && vary_is_keyed(policy, headers)
         && content_length(headers).is_none_or(|len| len <= policy.max_response_body as u64)
 }
 
@@ -66,14 +65,6 @@ fn cache_control_forbids(headers: &HeaderMap) -> bool {
         ["private", "no-store", "no-cache"]
             .iter()
             .any(|f| name.eq_ignore_ascii_case(f))
-    })
-}
-
-fn vary_is_keyed(policy: &Policy, headers: &HeaderMap) -> bool {
-    directives(headers, header::VARY).all(|name| {
-        name != "*"
-            && HeaderName::from_bytes(name.as_bytes())
-                .is_ok_and(|name| policy.varies_on_header(&name))
     })
 }
 
@@ -160,15 +151,6 @@ mod tests {
         assert!(!response_storable(
             &p,
             &response(|b| b.header("cache-control", "no-store"))
-        ));
-        assert!(!response_storable(&p, &response(|b| b.header("vary", "*"))));
-        assert!(!response_storable(
-            &p,
-            &response(|b| b.header("vary", "accept-language"))
-        ));
-        assert!(response_storable(
-            &p.clone().vary_headers([header::ACCEPT_LANGUAGE]),
-            &response(|b| b.header("vary", "Accept-Language"))
         ));
         assert!(!response_storable(
             &p,

@@ -64,6 +64,7 @@ mod invalidation;
 mod keys;
 mod metrics;
 mod near_cache;
+mod negotiation;
 mod request_path;
 mod resharding;
 mod security;

@@ -97,6 +97,7 @@ struct Handles {
     invalidated: Counter,
     failed: Counter,
     dropped: Counter,
+    too_many_variants: Counter,
     lookup_seconds: Histogram,
     write_seconds: Histogram,
     entry_bytes: Histogram,
@@ -121,6 +122,7 @@ impl Handles {
             invalidated: write("invalidated"),
             failed: write("failed"),
             dropped: write("dropped"),
+            too_many_variants: write("too-many-variants"),
             lookup_seconds: histogram!(LOOKUP_SECONDS, "namespace" => ns()),
             write_seconds: histogram!(WRITE_SECONDS, "namespace" => ns()),
             entry_bytes: histogram!(ENTRY_BYTES, "namespace" => ns()),
@@ -159,6 +161,7 @@ impl NamespaceMetrics {
                 Event::WriteInvalidated => &handles.invalidated,
                 Event::WriteFailed => &handles.failed,
                 Event::WriteDropped => &handles.dropped,
+                Event::VariantRefused => &handles.too_many_variants,
             };
             counter.increment(1);
         }

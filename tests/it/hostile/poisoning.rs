@@ -13,6 +13,7 @@ use axum::{
     Json, Router,
 };
 use std::collections::HashMap;
+use tower_redis_cache::{Entity, Policy};
 
 redis_test!(
     unlisted_query_parameters_bypass_and_never_poison,
@@ -143,10 +144,12 @@ redis_test!(
     }
 );
 
-// A handler that reads a header the route does not key, and says so with `Vary`, is never
-// stored; keying the route on that header separates its values.
+// A handler that reads a header the route does not key, and says so with `Vary`, gets one entry
+// per value of that header (the namespace learns it), and no value is ever served to a request
+// with another; `Vary: *` is never stored. Keying the route on the header separates its values
+// too.
 redis_test!(
-    responses_varying_on_unkeyed_headers_are_not_stored,
+    responses_varying_on_unkeyed_headers_never_answer_other_values,
     |redis| async move {
         let s = setup(redis).await;
         let varying = |vary: &'static str| {
@@ -162,28 +165,51 @@ redis_test!(
             ("x-foo", "X-Foo"),
             ("accept-language", "accept-encoding, Accept-Language"),
             ("x-tenant", "X-TENANT"),
-            ("x-foo", "*"),
         ];
         for (i, (name, vary)) in poisoning_headers.into_iter().enumerate() {
             let uri = format!("/matches/{i}/prediction");
+            // A namespace of its own: what one learns does not key another's requests.
+            let policy = Policy::new(format!("vary{i}"))
+                .methods([Method::POST])
+                .entity(Entity::path_segment(1).prefix("m_"));
             let app = Router::new().route(
                 "/matches/{id}/prediction",
-                post(varying(vary)).route_layer(s.cache.policy(pred())),
+                post(varying(vary)).route_layer(s.cache.policy(policy)),
             );
-            let mut evil = json_req(&uri, "{}");
-            evil.headers_mut()
-                .insert(name, HeaderValue::from_static("evil.example"));
-            let r = s.send(&app, evil).await;
-            assert!(!r.is_stored(), "{name}: {}", r.cache_status());
-            let r = s.send(&app, json_req(&uri, "{}")).await;
-            assert!(
-                !r.text_lossy().contains("evil"),
-                "{name}: {}",
-                r.text_lossy()
-            );
-            assert!(!r.is_stored());
+            let evil = || {
+                let mut evil = json_req(&uri, "{}");
+                evil.headers_mut()
+                    .insert(name, HeaderValue::from_static("evil.example"));
+                evil
+            };
+            for round in 0..2 {
+                let r = s.send(&app, evil()).await;
+                assert!(r.text_lossy().contains("evil"), "{name}");
+                assert_eq!(r.is_hit(), round == 1, "{name}: {}", r.cache_status());
+                let r = s.send(&app, json_req(&uri, "{}")).await;
+                assert!(
+                    !r.text_lossy().contains("evil"),
+                    "{name}: {}",
+                    r.text_lossy()
+                );
+                assert_eq!(r.is_hit(), round == 1, "{name}: {}", r.cache_status());
+            }
         }
-        s.assert_nothing_in_redis("a response varying on an unkeyed header was stored");
+
+        // `Vary: *`: never stored.
+        let app = Router::new().route(
+            "/matches/{id}/prediction",
+            post(varying("*")).route_layer(s.cache.policy(pred())),
+        );
+        for _ in 0..2 {
+            let r = s.send(&app, json_req("/matches/7/prediction", "{}")).await;
+            assert!(!r.is_stored() && !r.is_hit(), "{}", r.cache_status());
+        }
+        let keys = s.all_keys();
+        assert!(
+            !keys.iter().any(|k| k.contains(":pred:")),
+            "a response varying on everything was stored: {keys:?}"
+        );
 
         // The route keys x-foo: each value (and its absence) is its own entry.
         let app = Router::new().route(
@@ -209,7 +235,12 @@ redis_test!(
             assert_eq!(r.is_hit(), round == 1);
             assert!(r.text_lossy().contains("x-foo: good") && !r.text_lossy().contains("evil"));
         }
-        assert_eq!(s.all_keys().len(), 3);
+        let keys = s.all_keys();
+        assert_eq!(
+            keys.iter().filter(|k| k.contains(":pred:")).count(),
+            3,
+            "{keys:?}"
+        );
     }
 );
 
