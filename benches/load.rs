@@ -20,15 +20,28 @@
 //! - `near`: the layer over a [`NearCache`] (64 MiB) in front of `RedisStore::connect`: hot hits
 //!   from process memory, kept coherent by client tracking. Warm means every path was a near
 //!   hit in the last pass.
+//! - `static`: no cache at all: the route's handler answers the prebuilt body (a `Bytes` clone)
+//!   with `content-type: application/json`, and every request counts as a hit (hits = requests,
+//!   handler runs = 0). The in-process ceiling: what axum, hyper and the loopback cost alone.
+//! - `peer:axum-response-cache`, `peer:tower-http-cache`: the same route cached by another
+//!   crate, served by the binary of `benches/peers` (`LOAD_PEER_BIN`; `bash scripts/peers.sh`
+//!   builds it and runs the bench with them): axum-response-cache's in-memory `CacheLayer`, and
+//!   tower-http-cache's `CacheLayer` over its Redis backend on the bench's redis-server, each set
+//!   up as its README shows with a TTL of 3600 s (the versions and settings are in
+//!   `benches/peers`). The peers keep no counters of their own: that binary counts requests to
+//!   the route and handler runs, and reports hits = requests − handler runs and misses = writes
+//!   = handler runs.
 //!
 //! The bench starts a private `redis-server` on a free loopback port (`--save "" --appendonly no
 //! --bind 127.0.0.1`, never the shared 6379; killed when the bench ends, panics included), then
-//! runs itself (`current_exe`) once per variant as a server child (`LOAD_SERVE=<variant>`), each
-//! on a default multi-thread Tokio runtime; all of them stay up for the whole run. It warms every
-//! variant up (all 100 hot paths served from the cache: `cache-status: …; hit` and the exact body
-//! for the layers, the exact body, the child's hit counter and the 100 keys in Redis for the
-//! floor), then runs `R` rounds; each round drives every variant once, in an order that rotates
-//! from round to round, with
+//! runs itself (`current_exe`) once per variant as a server child (`LOAD_SERVE=<variant>`; the
+//! peers' binary for `peer:` variants, `LOAD_BASE_BIN` for `base:` ones), each on a default
+//! multi-thread Tokio runtime; all of them stay up for the whole run. It warms every variant up
+//! (all 100 hot paths served from the cache: the exact body and `content-type` always, the
+//! child's counters showing a pass of 100 hits and no handler run, plus `cache-status: …; hit`
+//! for the layers, and the 100 keys in Redis for the floor and for tower-http-cache), then runs
+//! `R` rounds; each round drives every variant once, in an order that rotates from round to
+//! round, with
 //!
 //! ```text
 //! wrk -t2 -c<connections> -d<secs>s --latency -s <script> http://127.0.0.1:<port>/
@@ -70,6 +83,10 @@
 //!   variant written `base:<variant>` is served by another build of this bench, the binary at
 //!   `LOAD_BASE_BIN` (for example the commit before a change, with this file copied in), so a
 //!   before and an after are measured side by side in one interleaved run.
+//! - `LOAD_PEER_BIN`: the peers' binary (`benches/peers`, built by
+//!   `cargo build --release --manifest-path benches/peers/Cargo.toml`), needed by the `peer:`
+//!   variants only. `bash scripts/peers.sh` builds it, sets it, and runs
+//!   `floor,static,peer:tower-http-cache,peer:axum-response-cache,layer,memory,near`.
 //!
 //! About `2 + R × variants × (secs + 1)` seconds: ~4 min with the defaults. Needs
 //! `redis-server` and `wrk` on `PATH` (Debian: `apt-get install redis-server wrk`) and Linux's
@@ -79,12 +96,16 @@
 //!
 //! ```text
 //! LOAD_SERVE=layer LOAD_REDIS_URL=redis://127.0.0.1:PORT LOAD_PORT=18080 target/release/deps/load-<hash>
+//! LOAD_SERVE=tower-http-cache LOAD_REDIS_URL=redis://127.0.0.1:PORT LOAD_PORT=18081 \
+//!     benches/peers/target/release/load-peer
 //! ```
 //!
 //! It prints `LOAD_READY <port>` once listening, serves `/__stats` (its counters, not cached),
 //! and runs until killed (or, when `LOAD_WATCH_STDIN=1`, as the bench sets it, until its stdin
 //! closes).
 
+#[path = "support/json_body.rs"]
+mod json_body;
 #[path = "../tests/it/servers/mod.rs"]
 mod servers;
 #[path = "support/stats.rs"]
@@ -104,6 +125,7 @@ use bytes::Bytes;
 use fred::prelude::{
     Builder, Client as FredClient, ClientLike, Config as FredConfig, Expiration, KeysInterface as _,
 };
+use json_body::json_body;
 use servers::RedisServer;
 use stats::{median, quartiles};
 use std::{
@@ -125,6 +147,11 @@ use tower_redis_cache::{
 
 /// The prefix of a variant served by the baseline build (`LOAD_BASE_BIN`).
 const BASE_PREFIX: &str = "base:";
+/// The prefix of a variant served by the peers' binary (`LOAD_PEER_BIN`, `benches/peers`).
+const PEER_PREFIX: &str = "peer:";
+/// The key prefix of the tower-http-cache peer's entries in Redis (its `RedisBackend`'s default
+/// namespace, then `:` and the path).
+const TOWER_HTTP_CACHE_NAMESPACE: &str = "tower_http_cache:";
 
 /// The hot paths wrk requests, uniformly.
 const PATHS: usize = 100;
@@ -159,6 +186,19 @@ enum Kind {
     Memory,
     /// The layer over a [`NearCache`] in front of `RedisStore::connect`.
     Near,
+    /// The route answering the prebuilt body, no cache at all: the in-process ceiling.
+    Static,
+    /// Another crate's cache, served by the peers' binary (`LOAD_PEER_BIN`).
+    Peer(Peer),
+}
+
+/// The peers `benches/peers` serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Peer {
+    /// axum-response-cache: in process memory.
+    AxumResponseCache,
+    /// tower-http-cache over its Redis backend.
+    TowerHttpCache,
 }
 
 impl Kind {
@@ -168,12 +208,31 @@ impl Kind {
             "floor" => Kind::Floor,
             "memory" => Kind::Memory,
             "near" => Kind::Near,
+            "static" => Kind::Static,
             _ => match name.strip_prefix("layer-pool").map(str::parse::<usize>) {
                 Some(Ok(n)) if n > 0 => Kind::Layer(Some(n)),
                 _ => panic!(
-                    "unknown variant {name:?}: expected layer, layer-poolN (N >= 1), floor, memory or near"
+                    "unknown variant {name:?}: expected layer, layer-poolN (N >= 1), floor, memory, \
+                     near, static, peer:axum-response-cache or peer:tower-http-cache"
                 ),
             },
+        }
+    }
+
+    /// The kind of a `LOAD_VARIANTS` entry: `base:<variant>` is `<variant>`'s, `peer:<name>` a
+    /// peer's.
+    fn of_variant(variant: &str) -> Kind {
+        if let Some(variant) = variant.strip_prefix(BASE_PREFIX) {
+            return Kind::parse(variant);
+        }
+        match variant.strip_prefix(PEER_PREFIX) {
+            Some("axum-response-cache") => Kind::Peer(Peer::AxumResponseCache),
+            Some("tower-http-cache") => Kind::Peer(Peer::TowerHttpCache),
+            Some(name) => panic!(
+                "unknown peer {name:?} in {variant:?}: expected peer:axum-response-cache or \
+                 peer:tower-http-cache"
+            ),
+            None => Kind::parse(variant),
         }
     }
 
@@ -182,7 +241,10 @@ impl Kind {
     }
 
     fn uses_redis(self) -> bool {
-        !matches!(self, Kind::Memory)
+        !matches!(
+            self,
+            Kind::Memory | Kind::Static | Kind::Peer(Peer::AxumResponseCache)
+        )
     }
 }
 
@@ -338,6 +400,7 @@ fn serve(name: &str) {
         let runs = Arc::new(AtomicU64::new(0));
         let handler = {
             let runs = runs.clone();
+            let body = body.clone();
             move || {
                 runs.fetch_add(1, Relaxed);
                 let body = body.clone();
@@ -360,6 +423,35 @@ fn serve(name: &str) {
         let keys = || KeyFactory::new("monps", "bench", "v1");
         type StatsFn = Arc<dyn Fn() -> Counts + Send + Sync>;
         let (route, stats): (_, StatsFn) = match kind {
+            Kind::Static => {
+                // No cache: the handler answers the prebuilt body and counts the request as a hit;
+                // handler runs stay 0, as nothing is computed.
+                let requests = Arc::new(AtomicU64::new(0));
+                let route = get({
+                    let requests = requests.clone();
+                    move || {
+                        requests.fetch_add(1, Relaxed);
+                        let body = body.clone();
+                        async move {
+                            (
+                                [(
+                                    header::CONTENT_TYPE,
+                                    HeaderValue::from_static("application/json"),
+                                )],
+                                body,
+                            )
+                        }
+                    }
+                });
+                let stats = move || Counts {
+                    hits: requests.load(Relaxed),
+                    ..Counts::default()
+                };
+                (route, Arc::new(stats) as StatsFn)
+            }
+            Kind::Peer(_) => panic!(
+                "{name}: a peer is served by the peers' binary (LOAD_PEER_BIN), not by this bench"
+            ),
             Kind::Layer(_) | Kind::Memory | Kind::Near => {
                 let mut near = None;
                 let cache = match kind {
@@ -456,32 +548,6 @@ async fn ready_text(counts: Counts) -> String {
     counts.render()
 }
 
-/// A JSON body of exactly `size` bytes: an object of prediction markets, padded with spaces.
-fn json_body(size: usize) -> Bytes {
-    let mut s = String::with_capacity(size);
-    s.push_str(r#"{"match":12345,"model":"v2","markets":["#);
-    let mut i = 0;
-    while s.len() + 120 < size {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(
-            s,
-            r#"{{"id":{i},"home":0.{:03},"draw":0.{:03},"away":0.{:03},"confidence":"high"}}"#,
-            (i * 37) % 1000,
-            (i * 53) % 1000,
-            (i * 71) % 1000
-        );
-        i += 1;
-    }
-    s.push_str("]}");
-    while s.len() < size {
-        s.push(' ');
-    }
-    assert_eq!(s.len(), size);
-    Bytes::from(s)
-}
-
 // ------------------------------------------------------------------------------------------
 // The driver
 // ------------------------------------------------------------------------------------------
@@ -536,8 +602,12 @@ fn run() {
     let kinds: Vec<Kind> = settings
         .variants
         .iter()
-        .map(|v| Kind::parse(v.strip_prefix(BASE_PREFIX).unwrap_or(v)))
+        .map(|v| Kind::of_variant(v))
         .collect();
+    if kinds.iter().any(|k| matches!(k, Kind::Peer(_))) {
+        // Before any server starts: a missing binary is a setup mistake, not a failed run.
+        peer_bin();
+    }
     check_wrk();
     let (ticks, ticks_note) = clock_ticks();
     let load_start = load_average();
@@ -568,7 +638,7 @@ fn run() {
             let index = (round + i) % n;
             let sample = measure(&servers[index], &redis, &lua, &settings, ticks);
             eprintln!(
-                "round {:>2}/{}: {:<12} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  \
+                "round {:>2}/{}: {:<24} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  \
                  app {:>6.1} µs/req  redis {:>5.1} µs/req  redis cmds/read {:>5.2}  non-hits {}",
                 round + 1,
                 settings.rounds,
@@ -604,7 +674,8 @@ fn run() {
         "- figures: medians over rounds; ratios: median [p25–p75] of the per-round ratio to `floor`; \
          runs with non-hits: runs in which the variant's own counters saw a miss or bypass (a \
          lookup over the 50 ms lookup timeout, or the circuit breaker it opened), whose figures \
-         mix in handler calls\n"
+         mix in handler calls; `static` and the `peer:` variants count a request that did not \
+         run the handler as a hit (the peers' binary counts requests and handler runs)\n"
     );
     report.push_str(&main_table(&settings.variants, &samples));
     report.push('\n');
@@ -1006,15 +1077,23 @@ fn warm_up(server: &Server, kind: Kind, redis: &RedisServer) {
         // Write-backs are in the background: give them a moment.
         std::thread::sleep(Duration::from_millis(50));
     }
-    if kind == Kind::Floor {
+    // The variants that store each response in Redis under a key of its path must hold all of
+    // them there.
+    let key_prefix = match kind {
+        Kind::Floor => Some(""),
+        Kind::Peer(Peer::TowerHttpCache) => Some(TOWER_HTTP_CACHE_NAMESPACE),
+        _ => None,
+    };
+    if let Some(prefix) = key_prefix {
         let mut args = vec!["EXISTS".to_owned()];
-        args.extend((0..PATHS).map(path));
+        args.extend((0..PATHS).map(|i| format!("{prefix}{}", path(i))));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let reply = redis.query(&args);
         assert_eq!(
             reply.as_int(),
             Some(PATHS as i64),
-            "floor: Redis does not hold the {PATHS} keys ({reply:?})"
+            "{}: Redis does not hold the {PATHS} keys {prefix}/matches/{{0..99}}/markets ({reply:?})",
+            server.name
         );
     }
     eprintln!("load: {} warm ({passes} passes)", server.name);
@@ -1110,17 +1189,19 @@ impl Server {
     fn start(name: &str, redis_url: &str) -> Server {
         // `base:<variant>` runs `<variant>` from another build of this bench (`LOAD_BASE_BIN`),
         // such as the commit before a change: before and after in one interleaved run.
-        let (exe, serve) = match name.strip_prefix(BASE_PREFIX) {
-            Some(variant) => {
-                let bin = std::env::var("LOAD_BASE_BIN").expect(
-                    "LOAD_BASE_BIN: the bench binary of the baseline build, for base: variants",
-                );
-                (PathBuf::from(bin), variant)
-            }
-            None => (
+        // `peer:<name>` runs another crate's cache from the peers' binary (`LOAD_PEER_BIN`).
+        let (exe, serve) = if let Some(variant) = name.strip_prefix(BASE_PREFIX) {
+            let bin = std::env::var("LOAD_BASE_BIN").expect(
+                "LOAD_BASE_BIN: the bench binary of the baseline build, for base: variants",
+            );
+            (PathBuf::from(bin), variant)
+        } else if let Some(peer) = name.strip_prefix(PEER_PREFIX) {
+            (peer_bin(), peer)
+        } else {
+            (
                 std::env::current_exe().expect("the bench's own executable"),
                 name,
-            ),
+            )
         };
         let mut child = Command::new(exe)
             .env("LOAD_SERVE", serve)
@@ -1178,6 +1259,23 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The peers' binary (`benches/peers`), from `LOAD_PEER_BIN`.
+fn peer_bin() -> PathBuf {
+    let bin = std::env::var_os("LOAD_PEER_BIN").unwrap_or_else(|| {
+        panic!(
+            "LOAD_PEER_BIN is not set: peer: variants are served by the binary of benches/peers; \
+             run them through `bash scripts/peers.sh`, which builds it and sets LOAD_PEER_BIN"
+        )
+    });
+    let bin = PathBuf::from(bin);
+    assert!(
+        bin.is_file(),
+        "LOAD_PEER_BIN={}: no such file; `bash scripts/peers.sh` builds it",
+        bin.display()
+    );
+    bin
 }
 
 /// The wrk script, in a temporary file removed on drop.
