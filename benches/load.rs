@@ -20,6 +20,13 @@
 //! - `near`: the layer over a [`NearCache`] (64 MiB) in front of `RedisStore::connect`: hot hits
 //!   from process memory, kept coherent by client tracking. Warm means every path was a near
 //!   hit in the last pass.
+//! - `vary`, `gzip-inside`, `gzip-outside`: the layer over `RedisStore::connect` on routes whose
+//!   responses negotiate content (every request of the bench carries `Accept-Encoding: gzip` and
+//!   `Accept-Language: en`; the other variants ignore both): the handler's responses say `Vary:
+//!   accept-language` (so the key holds the learned header); tower-http's `CompressionLayer`
+//!   between the cache and the handler (the cache stores the gzip body); `CompressionLayer`
+//!   outside the cache (one identity entry, compressed for every response). Their warm-up
+//!   checks `content-encoding: gzip` instead of the body.
 //! - `static`: no cache at all: the route's handler answers the prebuilt body (a `Bytes` clone)
 //!   with `content-type: application/json`, and every request counts as a hit (hits = requests,
 //!   handler runs = 0). The in-process ceiling: what axum, hyper and the loopback cost alone.
@@ -141,6 +148,7 @@ use std::{
     },
     time::{Duration, Instant},
 };
+use tower_http::compression::CompressionLayer;
 use tower_redis_cache::{
     CacheLayer, Entity, KeyFactory, MemoryStore, NearCache, Policy, RedisStore,
 };
@@ -152,6 +160,10 @@ const PEER_PREFIX: &str = "peer:";
 /// The key prefix of the tower-http-cache peer's entries in Redis (its `RedisBackend`'s default
 /// namespace, then `:` and the path).
 const TOWER_HTTP_CACHE_NAMESPACE: &str = "tower_http_cache:";
+
+/// The headers every request carries (wrk's and the warm-up's), for the variants that
+/// negotiate content; the others ignore them.
+const REQUEST_HEADERS: &str = "Accept-Encoding: gzip\r\nAccept-Language: en\r\n";
 
 /// The hot paths wrk requests, uniformly.
 const PATHS: usize = 100;
@@ -190,6 +202,22 @@ enum Kind {
     Static,
     /// Another crate's cache, served by the peers' binary (`LOAD_PEER_BIN`).
     Peer(Peer),
+    /// The layer over Redis on a route whose responses negotiate content.
+    Negotiated(Negotiated),
+}
+
+/// Routes whose responses `Vary`, all over `RedisStore::connect`; every request of the bench
+/// carries `Accept-Encoding: gzip` and `Accept-Language: en`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Negotiated {
+    /// `vary`: the handler's responses carry `Vary: accept-language` (learned, keyed by it).
+    Language,
+    /// `gzip-inside`: tower-http's `CompressionLayer` between the cache and the handler: the
+    /// cache stores (and a hit sends) the gzip body, one variant per coding.
+    GzipInside,
+    /// `gzip-outside`: `CompressionLayer` outside the cache: one identity entry, compressed
+    /// again for every response.
+    GzipOutside,
 }
 
 /// The peers `benches/peers` serves.
@@ -209,11 +237,15 @@ impl Kind {
             "memory" => Kind::Memory,
             "near" => Kind::Near,
             "static" => Kind::Static,
+            "vary" => Kind::Negotiated(Negotiated::Language),
+            "gzip-inside" => Kind::Negotiated(Negotiated::GzipInside),
+            "gzip-outside" => Kind::Negotiated(Negotiated::GzipOutside),
             _ => match name.strip_prefix("layer-pool").map(str::parse::<usize>) {
                 Some(Ok(n)) if n > 0 => Kind::Layer(Some(n)),
                 _ => panic!(
                     "unknown variant {name:?}: expected layer, layer-poolN (N >= 1), floor, memory, \
-                     near, static, peer:axum-response-cache or peer:tower-http-cache"
+                     near, static, vary, gzip-inside, gzip-outside, peer:axum-response-cache or \
+                     peer:tower-http-cache"
                 ),
             },
         }
@@ -237,7 +269,18 @@ impl Kind {
     }
 
     fn is_layer(self) -> bool {
-        matches!(self, Kind::Layer(_) | Kind::Memory | Kind::Near)
+        matches!(
+            self,
+            Kind::Layer(_) | Kind::Memory | Kind::Near | Kind::Negotiated(_)
+        )
+    }
+
+    /// Whether its hits are gzip (the warm-up cannot compare them with the handler's body).
+    fn gzips(self) -> bool {
+        matches!(
+            self,
+            Kind::Negotiated(Negotiated::GzipInside | Negotiated::GzipOutside)
+        )
     }
 
     fn uses_redis(self) -> bool {
@@ -452,10 +495,10 @@ fn serve(name: &str) {
             Kind::Peer(_) => panic!(
                 "{name}: a peer is served by the peers' binary (LOAD_PEER_BIN), not by this bench"
             ),
-            Kind::Layer(_) | Kind::Memory | Kind::Near => {
+            Kind::Layer(_) | Kind::Memory | Kind::Near | Kind::Negotiated(_) => {
                 let mut near = None;
                 let cache = match kind {
-                    Kind::Layer(None) => CacheLayer::new(
+                    Kind::Layer(None) | Kind::Negotiated(_) => CacheLayer::new(
                         RedisStore::connect(&url())
                             .await
                             .expect("connect the store"),
@@ -479,7 +522,25 @@ fn serve(name: &str) {
                     }
                     _ => CacheLayer::new(MemoryStore::default(), keys()),
                 };
-                let route = get(handler).route_layer(cache.policy(policy()));
+                // Each negotiating variant in a namespace of its own: the variants share one
+                // Redis, and a namespace learns what its responses vary on.
+                let own = |namespace: &str| {
+                    Policy::new(namespace)
+                        .entity(Entity::path_segment(1).prefix("m_"))
+                        .ttl(Duration::from_secs(3600))
+                };
+                let route = match kind {
+                    Kind::Negotiated(Negotiated::Language) => get(handler)
+                        .route_layer(middleware::map_response(vary_by_language))
+                        .route_layer(cache.policy(own("markets-vary"))),
+                    Kind::Negotiated(Negotiated::GzipInside) => get(handler)
+                        .route_layer(CompressionLayer::new())
+                        .route_layer(cache.policy(own("markets-gzip-inside"))),
+                    Kind::Negotiated(Negotiated::GzipOutside) => get(handler)
+                        .route_layer(cache.policy(own("markets-gzip-outside")))
+                        .route_layer(CompressionLayer::new()),
+                    _ => get(handler).route_layer(cache.policy(policy())),
+                };
                 let runs = runs.clone();
                 let stats = move || {
                     let s = cache.stats();
@@ -542,6 +603,14 @@ fn serve(name: &str) {
         });
         axum::serve(listener, app).await.expect("serve");
     });
+}
+
+/// The `vary` variant's handler answers by `Accept-Language` (and says so).
+async fn vary_by_language(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept-language"));
+    response
 }
 
 async fn ready_text(counts: Counts) -> String {
@@ -1046,8 +1115,17 @@ fn warm_up(server: &Server, kind: Kind, redis: &RedisServer) {
                 server.name,
                 path(i)
             );
+            if kind.gzips() {
+                assert_eq!(
+                    response.header("content-encoding"),
+                    Some("gzip"),
+                    "{}: GET {}",
+                    server.name,
+                    path(i)
+                );
+            }
             assert!(
-                response.body == expected,
+                kind.gzips() || response.body == expected,
                 "{}: GET {}: not the handler's body ({} bytes)",
                 server.name,
                 path(i),
@@ -1124,7 +1202,7 @@ fn http_get(port: u16, path: &str) -> HttpResponse {
         .expect("a read timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{REQUEST_HEADERS}Connection: close\r\n\r\n"
     )
     .expect("send a request");
     let mut raw = Vec::new();
@@ -1299,8 +1377,9 @@ end
 function init(args)
   math.randomseed(os.time() * 1000 + (id or 0) * 7919)
 end
+local headers = {{ ["Accept-Encoding"] = "gzip", ["Accept-Language"] = "en" }}
 function request()
-  return wrk.format("GET", paths[math.random(#paths)])
+  return wrk.format("GET", paths[math.random(#paths)], headers)
 end
 function done(summary, latency, requests)
   local e = summary.errors

@@ -111,7 +111,7 @@
 //! | `tower_redis_cache_coalesced_total` | counter | `namespace` | misses answered with the response another request fetched (each also a miss) |
 //! | `tower_redis_cache_bypasses_total` | counter | `namespace`, `reason` = `credentials` \| `unkeyed-query` \| `unkeyed-header` \| `no-entity` \| `body-too-large` \| `body-error` \| `request-trailers` | forwarded without a lookup |
 //! | `tower_redis_cache_writes_total` | counter | `namespace`, `result` = `stored` \| `invalidated` \| `dropped` \| `too-many-variants` \| `failed` | write-backs: accepted, refused after an invalidation, not attempted (budget or breaker; a varying response past its key's variant bound), failed or timed out |
-//! | `tower_redis_cache_lookup_duration_seconds` | histogram | `namespace` | lookup start to the store's answer or the timeout |
+//! | `tower_redis_cache_lookup_duration_seconds` | histogram | `namespace` | from when the store did not answer a lookup at once to its answer or the timeout (zero for an in-process answer) |
 //! | `tower_redis_cache_write_duration_seconds` | histogram | `namespace` | time a write-back waited for the store |
 //! | `tower_redis_cache_entry_bytes` | histogram | `namespace` | size of each encoded entry sent to the store (compressed, when it is) |
 //! | `tower_redis_cache_invalidations_total` | counter | `scope` = `entity` \| `entity-in-namespace` \| `namespace` \| `tag`, `result` = `ok` \| `error` | invalidations run ([`Invalidator`] and unsafe requests) |

@@ -26,13 +26,15 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-/// One store lookup, failed as a timeout at its deadline. The deadline is started only if the
-/// store does not answer at once.
+/// One store lookup, failed as a timeout at its deadline. The deadline and the clock are
+/// started only if the store does not answer at once: an in-process hit reads no clock here.
 pub(crate) struct Lookup {
     found: StoreFuture<Option<Bytes>>,
     expiry: Option<Arc<Expiry>>,
-    started: Instant,
-    /// From the start to the store's answer or the timeout, once either came.
+    /// When the store first did not answer at once.
+    started: Option<Instant>,
+    /// From then to the store's answer or the timeout, once either came (zero for a store
+    /// that answered at once).
     took: Duration,
     /// `cache.lookup`, entered while the store is polled.
     span: tracing::Span,
@@ -42,12 +44,11 @@ impl Lookup {
     /// Starts looking `key` up, on a route of `namespace`.
     pub(crate) fn start(runtime: &Runtime, namespace: &str, key: &CacheKey) -> Self {
         let span = trace::lookup(namespace, key.as_str());
-        let started = Instant::now();
         let found = span.in_scope(|| runtime.store.lookup(key.as_str()));
         Self {
             found,
             expiry: None,
-            started,
+            started: None,
             took: Duration::ZERO,
             span,
         }
@@ -69,12 +70,15 @@ impl Lookup {
     ) -> Poll<Result<Option<Bytes>, StoreError>> {
         let polled = self.span.in_scope(|| self.found.as_mut().poll(cx));
         if let Poll::Ready(found) = polled {
-            self.took = self.started.elapsed();
+            self.took = self
+                .started
+                .map_or(Duration::ZERO, |started| started.elapsed());
             return Poll::Ready(found);
         }
+        let started = *self.started.get_or_insert_with(Instant::now);
         let expiry = self.expiry.get_or_insert_with(|| runtime.deadlines.start());
         if expiry.poll_expired(cx) {
-            self.took = self.started.elapsed();
+            self.took = started.elapsed();
             return Poll::Ready(Err(StoreError::new(
                 StoreErrorKind::Timeout,
                 "lookup timed out",
