@@ -19,9 +19,9 @@
 //!
 //! Not cached: `GET /metrics`, the cache's metrics in Prometheus text format (through
 //! `metrics-exporter-prometheus`), and `GET /stats`, JSON with per-namespace hits, misses and
-//! hit rate, the handlers' run counts and, on Redis, figures from `INFO` (`used_memory`,
-//! `maxmemory`, `evicted_keys`, `keyspace_hits`/`misses`, …). `examples/loadgen.rs` reads
-//! `/stats` for its report.
+//! hit rate, the handlers' run counts, the ten entities that take the most hits (`hot_keys`)
+//! and, on Redis, figures from `INFO` (`used_memory`, `maxmemory`, `evicted_keys`,
+//! `keyspace_hits`/`misses`, …). `examples/loadgen.rs` reads `/stats` for its report.
 //!
 //! A team's matches are tagged `team-{team}` (the handler names its tags in `cache-tag`, which
 //! the cache removes before the client sees it). Invalidation, answering
@@ -473,6 +473,12 @@ async fn stats(State(state): State<AppState>) -> Response {
         "handler_runs": handler_runs,
         "redis": redis,
         "near_cache": state.near.as_ref().map(|near| near_figures(&near.stats())),
+        "hot_keys": state
+            .cache
+            .hot_keys(10)
+            .into_iter()
+            .map(|hot| json!({"namespace": hot.namespace, "entity": hot.entity, "hits": hot.hits}))
+            .collect::<Vec<_>>(),
     }))
     .into_response()
 }

@@ -6,7 +6,10 @@ use crate::{
     hit::is_token,
     invalidate::Invalidator,
     key::{BodyMemo, KeyFactory},
-    observe::stats::{CacheCounters, CacheStats},
+    observe::{
+        hot_keys::HotKey,
+        stats::{CacheCounters, CacheStats},
+    },
     policy::Policy,
     runtime::Runtime,
     service::Cache,
@@ -125,6 +128,21 @@ impl CacheLayer {
     pub fn stats(&self) -> CacheStats {
         let (writes, bytes) = self.runtime.writes.in_flight();
         self.runtime.counters.snapshot(writes, bytes)
+    }
+
+    /// The `k` entities (namespace and entity, never full keys) that took the most hits of this
+    /// layer's routes, most first, with their estimated hits. From a bounded sketch that one
+    /// hit in 16 updates (at most 64 entities; an entity with a large share of the hits is
+    /// always among them).
+    ///
+    /// ```
+    /// use tower_redis_cache::{CacheLayer, KeyFactory, MemoryStore};
+    ///
+    /// let cache = CacheLayer::new(MemoryStore::default(), KeyFactory::new("a", "b", "c"));
+    /// assert!(cache.hot_keys(10).is_empty(), "no hits yet");
+    /// ```
+    pub fn hot_keys(&self, k: usize) -> Vec<HotKey> {
+        self.runtime.hot_keys.top(k)
     }
 
     /// What the cache has done so far in each namespace of this layer's routes; the in-flight
@@ -258,6 +276,7 @@ impl CacheLayerBuilder {
                 self.max_pending_write_bytes,
             )),
             counters: CacheCounters::default(),
+            hot_keys: Default::default(),
             bodies: BodyMemo::new(),
             tag_header: self.tag_header,
             flights: self.coalescing.then(Arc::default),

@@ -171,6 +171,7 @@ pub use crate::future::ResponseFuture;
 pub use crate::invalidate::Invalidator;
 pub use crate::key::{CacheKey, Entity, KeyFactory, Variant, MAX_ENTITY_LEN};
 pub use crate::layer::{CacheLayer, CacheLayerBuilder};
+pub use crate::observe::hot_keys::HotKey;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use crate::observe::metrics::describe_metrics;

@@ -47,6 +47,8 @@ pub struct Policy {
     pub(crate) stale_while_revalidate: Duration,
     pub(crate) stale_if_error: Duration,
     pub(crate) freshness_from_response: bool,
+    /// XFetch's β, when fresh hits refresh their entry early.
+    pub(crate) refresh_ahead: Option<f64>,
     /// The counters of this policy's namespace, shared by every route of the namespace in one
     /// layer (set by `CacheLayer::policy`).
     pub(crate) stats: Arc<CacheCounters>,
@@ -96,6 +98,7 @@ impl Policy {
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             freshness_from_response: false,
+            refresh_ahead: None,
         }
     }
 
@@ -229,6 +232,20 @@ impl Policy {
         self
     }
 
+    /// Refreshes hot entries before they expire, so that a key under steady load never turns
+    /// into a miss: each entry records how long the inner service took to make it (`δ`), and
+    /// each fresh hit with `r` left to its TTL starts one background refresh (one per key, one
+    /// across instances with [`lease`](Self::lease)) with probability `exp(-r / (δ β))`
+    /// ("XFetch": Vattani, Chierichetti and Lowenstein, *Optimal Probabilistic Cache Stampede
+    /// Prevention*, VLDB 2015). `beta` 1.0 is the paper's default; larger refreshes earlier; 0
+    /// (or a value that is not a positive number) turns it off. A key that is rarely hit costs
+    /// nothing extra; the refresh is a write-back like any other, refused if an invalidation
+    /// raced it. Default: off.
+    pub fn refresh_ahead(mut self, beta: f64) -> Self {
+        self.refresh_ahead = (beta > 0.0 && beta.is_finite()).then_some(beta);
+        self
+    }
+
     /// Serves an entry up to `window` past its TTL at once (`Cache-Status: …; hit; ttl=-N`)
     /// while one background refresh (one across instances with [`lease`](Self::lease))
     /// renews it (RFC 5861 `stale-while-revalidate`). Redis keeps entries for the TTL plus the
@@ -309,6 +326,7 @@ impl fmt::Debug for Policy {
             .field("stale_while_revalidate", &self.stale_while_revalidate)
             .field("stale_if_error", &self.stale_if_error)
             .field("freshness_from_response", &self.freshness_from_response)
+            .field("refresh_ahead", &self.refresh_ahead)
             .field("max_variants", &self.max_variants)
             .finish()
     }

@@ -11,6 +11,7 @@ use crate::{
     negotiate::Negotiation,
     observe::{
         event::{Bypass, Event, Miss},
+        hot_keys::HotKeys,
         stats::CacheCounters,
         trace::RateLimited,
     },
@@ -38,6 +39,8 @@ pub(crate) struct Runtime {
     pub(crate) breaker: CircuitBreaker,
     pub(crate) writes: Arc<WriteBudget>,
     pub(crate) counters: CacheCounters,
+    /// The entities that take the most hits.
+    pub(crate) hot_keys: HotKeys,
     /// The digests of request bodies seen lately.
     pub(crate) bodies: BodyMemo,
     /// The response header naming an entry's tags, removed before the client sees it.

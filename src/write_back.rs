@@ -44,6 +44,8 @@ pub(crate) struct WritePlan {
     pub(crate) flight: Option<Flight>,
     /// The cross-instance miss lease this miss holds, released when the write-back ends.
     pub(crate) lease: Option<MissLease>,
+    /// Whether the entry records how long the inner service took (refresh-ahead).
+    pub(crate) records_compute: bool,
     /// The counters of the route's namespace.
     pub(crate) stats: Arc<CacheCounters>,
 }
@@ -92,6 +94,7 @@ impl WritePlan {
             tags: Vec::new(),
             flight,
             lease,
+            records_compute: policy.refresh_ahead.is_some(),
             stats: policy.stats.clone(),
         }
     }
@@ -205,6 +208,11 @@ impl WriteBack {
         // Everything from here runs in the background, off the response path: the ETag, the
         // encoding and its compression, the store.
         let span = trace::store(&plan.stats.namespace, plan.key.as_str());
+        // From just before the inner call to the body's end.
+        let compute = match plan.records_compute {
+            true => plan.started.elapsed().max(Duration::from_millis(1)),
+            false => Duration::ZERO,
+        };
         let task = async move {
             // Hits carry an ETag: the handler's when it is a valid entity-tag, else one derived
             // from the body (an invalid one is never replayed).
@@ -221,6 +229,7 @@ impl WriteBack {
                     plan.freshness.stale_while_revalidate,
                     plan.freshness.stale_if_error,
                 )
+                .with_compute_time(compute)
                 .with_identity(Bytes::copy_from_slice(&plan.identity));
             let encoded = entry.encode_with(plan.runtime.compression);
             let bytes = encoded.len();
@@ -333,10 +342,11 @@ mod tests {
                 budget >= recorded + encoded,
                 "{budget} < {recorded} + {encoded}"
             );
-            // Not more than the encoding's one optional byte over.
+            // Not more than the encoding's optional fields over (the body encoding's byte and
+            // the compute time's four).
             assert!(
-                budget <= recorded + encoded + 1,
-                "{budget} > {recorded} + {encoded} + 1"
+                budget <= recorded + encoded + 5,
+                "{budget} > {recorded} + {encoded} + 5"
             );
         }
     }

@@ -18,6 +18,10 @@
 //! uncompressed length prepended) before the body field. It is written only for a compressed
 //! body, so entries of uncompressed bodies stay readable by version-2 readers.
 //!
+//! Versions 4 and 5 are versions 2 and 3 with `u32 compute` (milliseconds the inner service
+//! took, for refresh-ahead) after `stale_if_error`. They are written only for entries that
+//! record it (routes with refresh-ahead), so other entries stay readable by older readers.
+//!
 //! Decoding checks every length against the bytes present and every header against `http`'s
 //! rules; anything else (another version, foreign or truncated bytes, trailing bytes, a body
 //! that does not decompress) is an [`EntryError`], which the cache treats as a miss and
@@ -42,14 +46,16 @@ const HIT_HEADERS: usize = 3;
 const VERSION: u8 = 2;
 /// The version of entries whose body is compressed.
 const COMPRESSED_VERSION: u8 = 3;
+/// What a version with the compute time adds to the one without.
+const WITH_COMPUTE: u8 = 2;
 /// The body encoding of version 3: LZ4, the uncompressed length prepended.
 const LZ4: u8 = 1;
 
 /// The bytes an encoded entry takes besides its identity, headers and body: magic and version
-/// (4), stored_at (8), TTL (8), the stale windows (4 + 4), status (2), the identity's length
-/// (4), the header count (2), the body encoding (1, compressed bodies only) and the body's
-/// length (4).
-const FIXED_LEN: usize = 4 + 8 + 8 + 4 + 4 + 2 + 4 + 2 + 1 + 4;
+/// (4), stored_at (8), TTL (8), the stale windows (4 + 4), the compute time (4, when
+/// recorded), status (2), the identity's length (4), the header count (2), the body encoding
+/// (1, compressed bodies only) and the body's length (4).
+const FIXED_LEN: usize = 4 + 8 + 8 + 4 + 4 + 4 + 2 + 4 + 2 + 1 + 4;
 
 /// What one header takes in an encoded entry.
 pub(crate) fn header_len(name: &HeaderName, value: &HeaderValue) -> usize {
@@ -109,14 +115,22 @@ impl Entry {
             body.len(),
         ));
         out.put_slice(MAGIC);
-        out.put_u8(match compressed {
+        let version = match compressed {
             Some(_) => COMPRESSED_VERSION,
             None => VERSION,
+        };
+        let compute = window_millis(self.compute);
+        out.put_u8(match compute {
+            0 => version,
+            _ => version + WITH_COMPUTE,
         });
         out.put_u64(millis_since_epoch(self.stored_at));
         out.put_u64(millis(self.ttl));
         out.put_u32(window_millis(self.stale_while_revalidate));
         out.put_u32(window_millis(self.stale_if_error));
+        if compute > 0 {
+            out.put_u32(compute);
+        }
         out.put_u16(self.status.as_u16());
         put_u32_prefixed(&mut out, &self.identity);
         let count = self.headers.len().min(usize::from(u16::MAX));
@@ -141,9 +155,13 @@ impl Entry {
             return Err(EntryError::Foreign);
         }
         let version = r.0[3];
-        if !(1..=COMPRESSED_VERSION).contains(&version) {
+        if !(1..=COMPRESSED_VERSION + WITH_COMPUTE).contains(&version) {
             return Err(EntryError::UnknownVersion(version));
         }
+        let (version, with_compute) = match version {
+            4.. => (version - WITH_COMPUTE, true),
+            _ => (version, false),
+        };
         r.0.advance(4);
         let stored_at = UNIX_EPOCH
             .checked_add(Duration::from_millis(r.u64()?))
@@ -155,6 +173,10 @@ impl Entry {
                 Duration::from_millis(u64::from(r.u32()?)),
                 Duration::from_millis(u64::from(r.u32()?)),
             ),
+        };
+        let compute = match with_compute {
+            true => Duration::from_millis(u64::from(r.u32()?)),
+            false => Duration::ZERO,
         };
         let status = StatusCode::from_u16(r.u16()?).map_err(|_| EntryError::Corrupt("status"))?;
         let identity = r.u32_prefixed()?;
@@ -200,6 +222,7 @@ impl Entry {
             ttl,
             stale_while_revalidate,
             stale_if_error,
+            compute,
             identity,
         })
     }
@@ -275,6 +298,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             stale_while_revalidate: Duration::from_secs(30),
             stale_if_error: Duration::from_secs(600),
+            compute: Duration::ZERO,
             identity: Bytes::from_static(b"/matches/1"),
         }
     }
@@ -292,13 +316,34 @@ mod tests {
             let headers = entry.headers.iter().map(|(n, v)| header_len(n, v)).sum();
             max_encoded_len(headers, entry.identity.len(), entry.body.len())
         };
-        // Uncompressed, only the body-encoding byte is not written.
-        assert_eq!(entry.encode().len() + 1, bound(&entry));
+        // Uncompressed, without a compute time, the body-encoding byte and the compute field
+        // are not written; with one, only the body-encoding byte.
+        assert_eq!(entry.encode().len() + 1 + 4, bound(&entry));
+        let timed = entry.clone().with_compute_time(Duration::from_millis(150));
+        assert_eq!(timed.encode().len() + 1, bound(&timed));
         entry.body = Bytes::from(br#"{"minute":1,"home":0.5}"#.repeat(256));
         let compressed = entry.encode_with(Compression::lz4_above(1));
         assert_eq!(compressed[3], COMPRESSED_VERSION);
         assert!(compressed.len() <= bound(&entry));
-        assert_eq!(entry.encode().len() + 1, bound(&entry));
+        assert_eq!(entry.encode().len() + 1 + 4, bound(&entry));
+    }
+
+    #[test]
+    fn a_compute_time_round_trips_in_versions_4_and_5_only() {
+        let timed = sample().with_compute_time(Duration::from_millis(150));
+        let plain = timed.encode();
+        assert_eq!(plain[3], VERSION + WITH_COMPUTE);
+        assert_eq!(Entry::decode(plain), Ok(timed.clone()));
+        let mut big = timed;
+        big.body = Bytes::from(br#"{"minute":1,"home":0.5}"#.repeat(256));
+        let compressed = big.encode_with(Compression::lz4_above(1));
+        assert_eq!(compressed[3], COMPRESSED_VERSION + WITH_COMPUTE);
+        assert_eq!(Entry::decode(compressed), Ok(big));
+        assert_eq!(
+            sample().encode()[3],
+            VERSION,
+            "no compute time: version 2 as before"
+        );
     }
 
     #[test]
@@ -386,10 +431,10 @@ mod tests {
             Err(EntryError::Foreign)
         );
         let mut future = BytesMut::from(&sample().encode()[..]);
-        future[3] = 4;
+        future[3] = 6;
         assert_eq!(
             Entry::decode(future.freeze()),
-            Err(EntryError::UnknownVersion(4))
+            Err(EntryError::UnknownVersion(6))
         );
     }
 

@@ -33,6 +33,8 @@ pub struct Entry {
     pub(crate) ttl: Duration,
     pub(crate) stale_while_revalidate: Duration,
     pub(crate) stale_if_error: Duration,
+    /// How long the inner service took to make the response (zero: not recorded).
+    pub(crate) compute: Duration,
     pub(crate) identity: Bytes,
 }
 
@@ -49,6 +51,7 @@ impl Entry {
             ttl: Duration::ZERO,
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
+            compute: Duration::ZERO,
             identity: Bytes::new(),
         }
     }
@@ -59,6 +62,18 @@ impl Entry {
         self.stale_while_revalidate = while_revalidate;
         self.stale_if_error = if_error;
         self
+    }
+
+    /// Records how long the inner service took to make the response (refresh-ahead weighs
+    /// early refreshes by it); zero records nothing.
+    pub fn with_compute_time(mut self, took: Duration) -> Self {
+        self.compute = took;
+        self
+    }
+
+    /// How long the inner service took to make the response (zero when not recorded).
+    pub fn compute_time(&self) -> Duration {
+        self.compute
     }
 
     /// How long past its TTL the entry may be served while it is refreshed.

@@ -1,7 +1,7 @@
-//! Stale-while-revalidate: the background refresh of a stale entry that was just served. One
-//! per key in this process (and across instances with the route's lease); the request that
-//! found the entry stale is replayed to the inner service, its response recorded and stored
-//! as any miss's is.
+//! Background refreshes of an entry that was just served: stale within its
+//! stale-while-revalidate window, or fresh but drawn for refresh-ahead ([`early`]). One per key
+//! in this process (and across instances with the route's lease); the request that found the
+//! entry is replayed to the inner service, its response recorded and stored as any miss's is.
 
 use super::{forward::forward, pending::Pending};
 use crate::{
@@ -12,7 +12,7 @@ use crate::{
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use std::pin::Pin;
+use std::{pin::Pin, time::Duration};
 use tower_service::Service;
 
 /// Starts the refresh of `pending`'s key, unless one is under way.
@@ -53,6 +53,38 @@ where
         };
         drain(forwarded.finish.finish(response).into_body()).await;
     });
+}
+
+/// Whether a fresh hit on an entry with `left` to its TTL, whose inner service took `compute`,
+/// refreshes it now: XFetch's test `-compute * beta * ln(u) >= left` for a uniform `u` in
+/// (0, 1], so the chance `exp(-left / (compute * beta))` rises as expiry nears.
+pub(crate) fn early(left: Duration, compute: Duration, beta: f64) -> bool {
+    if compute.is_zero() {
+        return false;
+    }
+    let u = uniform();
+    -compute.as_secs_f64() * beta * u.ln() >= left.as_secs_f64()
+}
+
+/// A uniform draw in (0, 1] from a per-thread xorshift64* generator.
+fn uniform() -> f64 {
+    use std::{
+        cell::Cell,
+        hash::{BuildHasher, RandomState},
+    };
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(RandomState::new().hash_one(0u8) | 1);
+    }
+    let next = STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    });
+    // The top 53 bits, as (0, 1].
+    ((next >> 11) as f64 + 1.0) / (1u64 << 53) as f64
 }
 
 /// Reads `body` to its end (recording it for the store), dropping the frames.

@@ -259,11 +259,22 @@ where
                     );
                     lookup.report(runtime, &pending.policy.stats, event);
                     let name = &runtime.name;
+                    if let Resolution::Fresh(_) | Resolution::Stale(_) = resolution {
+                        let namespace = &pending.policy.stats.namespace;
+                        runtime.hot_keys.hit(namespace, pending.key.as_str());
+                    }
                     match resolution {
                         Resolution::Fresh(entry) => {
+                            let refresh = pending.policy.refresh_ahead.is_some_and(|beta| {
+                                let left = entry.remaining_ttl(now);
+                                refresh::early(left, entry.compute_time(), beta)
+                            });
                             let request = &pending.request;
                             let (method, headers) = (request.method(), request.headers());
                             let response = hit::fresh(entry, method, headers, now, name);
+                            if refresh {
+                                refresh::start(pending);
+                            }
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
                         Resolution::Stale(entry) => {

@@ -58,6 +58,7 @@ mod conditional;
 mod durability;
 mod example_app;
 mod faults;
+mod freshness;
 mod history;
 mod hostile;
 mod invalidation;
