@@ -34,6 +34,10 @@
 //! | `POST /admin/namespaces/{ns}/invalidate` | every cached response of namespace `ns`    |
 //! | `POST /admin/tags/{tag}/invalidate`    | every cached response tagged `tag`           |
 //!
+//! Each takes `?soft=true`: a soft purge, which marks the entries stale instead of dropping
+//! them (routes with a stale-while-revalidate window then serve each once while one refresh
+//! renews it).
+//!
 //! The prediction's optional JSON body (its config, such as `{"risk":"high","model":"v2"}`) is
 //! part of the key in its RFC 8785 canonical form, so member order and whitespace do not matter.
 //! A config with `"detail": N` (at most 1 MiB) adds a minute-by-minute timeline of about N
@@ -71,7 +75,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::{HeaderName, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -388,19 +392,42 @@ async fn team_matches(State(state): State<AppState>, Path(team): Path<String>) -
     with_runs(runs, (tags, Json(matches)))
 }
 
+/// The admin routes' query: `?soft=true` marks entries stale instead of dropping them.
+type Purge = Query<std::collections::HashMap<String, String>>;
+
+/// The app's invalidator, in its soft form when the query asks for it.
+fn purging(state: &AppState, Query(query): &Purge) -> Invalidator {
+    match query.get("soft").map(String::as_str) {
+        Some("true" | "1") => state.invalidator.clone().soft(),
+        _ => state.invalidator.clone(),
+    }
+}
+
 /// `POST /admin/matches/{id}/invalidate`: every cached response of the match, all namespaces.
-async fn invalidate_match(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    invalidated(state.invalidator.entity(&format!("m_{id}")).await)
+async fn invalidate_match(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    purge: Purge,
+) -> Response {
+    invalidated(purging(&state, &purge).entity(&format!("m_{id}")).await)
 }
 
 /// `POST /admin/namespaces/{ns}/invalidate`.
-async fn invalidate_namespace(State(state): State<AppState>, Path(ns): Path<String>) -> Response {
-    invalidated(state.invalidator.namespace(&ns).await)
+async fn invalidate_namespace(
+    State(state): State<AppState>,
+    Path(ns): Path<String>,
+    purge: Purge,
+) -> Response {
+    invalidated(purging(&state, &purge).namespace(&ns).await)
 }
 
 /// `POST /admin/tags/{tag}/invalidate`.
-async fn invalidate_tag(State(state): State<AppState>, Path(tag): Path<String>) -> Response {
-    invalidated(state.invalidator.tag(&tag).await)
+async fn invalidate_tag(
+    State(state): State<AppState>,
+    Path(tag): Path<String>,
+    purge: Purge,
+) -> Response {
+    invalidated(purging(&state, &purge).tag(&tag).await)
 }
 
 /// The answer of an admin route: the count; else `503` with `Retry-After` when calling again

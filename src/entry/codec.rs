@@ -228,6 +228,23 @@ impl Entry {
     }
 }
 
+/// An encoded entry marked stale as of `now` (a soft purge): its TTL field cut to its age, so
+/// its stale windows start now; `None` for bytes that are not an entry. What
+/// `stale_entries.lua` does in Redis.
+pub(crate) fn marked_stale(bytes: &[u8], now: SystemTime) -> Option<Bytes> {
+    if bytes.len() < 20 || &bytes[..3] != MAGIC {
+        return None;
+    }
+    let field = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let (stored_at, ttl) = (field(4), field(12));
+    let age = millis_since_epoch(now).saturating_sub(stored_at);
+    let mut marked = BytesMut::from(bytes);
+    if age < ttl {
+        marked[12..20].copy_from_slice(&age.to_be_bytes());
+    }
+    Some(marked.freeze())
+}
+
 fn millis_since_epoch(time: SystemTime) -> u64 {
     millis(time.duration_since(UNIX_EPOCH).unwrap_or_default())
 }
@@ -422,6 +439,19 @@ mod tests {
             Entry::decode(longer.freeze()),
             Err(EntryError::Corrupt("trailing bytes"))
         );
+    }
+
+    #[test]
+    fn a_stale_mark_ends_freshness_now_and_keeps_the_rest() {
+        let entry = sample();
+        let now = entry.stored_at + Duration::from_secs(10);
+        let marked = Entry::decode(marked_stale(&entry.encode(), now).unwrap()).unwrap();
+        assert_eq!(marked.ttl, Duration::from_secs(10));
+        assert_eq!(marked.with_ttl(entry.ttl), entry, "nothing else changed");
+        let later = entry.stored_at + Duration::from_secs(120);
+        let stale = Entry::decode(marked_stale(&entry.encode(), later).unwrap()).unwrap();
+        assert_eq!(stale.ttl, entry.ttl, "an entry stale already keeps its TTL");
+        assert_eq!(marked_stale(b"hello world, not an entry", now), None);
     }
 
     #[test]

@@ -7,6 +7,6 @@ mod compression;
 mod fields;
 
 pub use self::codec::EntryError;
-pub(crate) use self::codec::{header_len, max_encoded_len};
+pub(crate) use self::codec::{header_len, marked_stale, max_encoded_len};
 pub use self::compression::Compression;
 pub use self::fields::Entry;

@@ -24,6 +24,7 @@ use crate::key::{encoded, EntryAddress, KeyFactory};
 pub struct Invalidation {
     prefix: String,
     scope: Scope,
+    soft: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,7 +94,23 @@ impl Invalidation {
         Self {
             prefix: keys.prefix().to_owned(),
             scope,
+            soft: false,
         }
+    }
+
+    /// The soft form (a soft purge): the entries are marked stale as of now instead of
+    /// dropped, so each is served stale once, within its stale-while-revalidate window, while
+    /// one refresh renews it (without such a window the next request misses, as after a hard
+    /// invalidation). Fenced and acknowledged like the hard form: no write-back of a request
+    /// that began before it is stored.
+    pub fn soft(mut self) -> Self {
+        self.soft = true;
+        self
+    }
+
+    /// Whether this is a soft purge ([`soft`](Self::soft)).
+    pub fn is_soft(&self) -> bool {
+        self.soft
     }
 
     /// The deployment's key prefix, `{app}:{env}:{version}:` (encoded).

@@ -34,12 +34,36 @@ use std::{fmt, sync::Arc};
 pub struct Invalidator {
     store: Arc<dyn Store>,
     keys: KeyFactory,
+    soft: bool,
 }
 
 impl Invalidator {
     /// An invalidator for the entries `keys` made in `store`.
     pub fn new(store: Arc<dyn Store>, keys: KeyFactory) -> Self {
-        Self { store, keys }
+        Self {
+            store,
+            keys,
+            soft: false,
+        }
+    }
+
+    /// This invalidator's soft form: each scope below marks its entries stale instead of
+    /// dropping them (a soft purge, [`Invalidation::soft`]); the next request is served the
+    /// stale entry while one refresh renews it, on routes with a stale-while-revalidate
+    /// window; elsewhere it misses, as after a hard invalidation. The count is of the entries
+    /// marked.
+    ///
+    /// ```
+    /// # use tower_redis_cache::{CacheLayer, KeyFactory, MemoryStore};
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = CacheLayer::new(MemoryStore::default(), KeyFactory::new("monps", "prod", "v1"));
+    /// let marked = cache.invalidator().soft().entity("m_12345").await?;
+    /// assert_eq!(marked, 0, "nothing was cached yet");
+    /// # Ok::<_, tower_redis_cache::StoreError>(()) }).unwrap();
+    /// ```
+    pub fn soft(mut self) -> Self {
+        self.soft = true;
+        self
     }
 
     /// Drops every entry of `entity` (the id as the route keys it, prefix included, such as
@@ -65,8 +89,12 @@ impl Invalidator {
         self.run(Invalidation::tag(&self.keys, tag)).await
     }
 
-    /// Runs `invalidation` on the store.
+    /// Runs `invalidation` on the store (its soft form when this invalidator is soft).
     pub async fn run(&self, invalidation: Invalidation) -> Result<u64, StoreError> {
+        let invalidation = match self.soft {
+            true => invalidation.soft(),
+            false => invalidation,
+        };
         observed(&*self.store, &invalidation).await
     }
 }
@@ -95,6 +123,7 @@ impl fmt::Debug for Invalidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Invalidator")
             .field("keys", &self.keys)
+            .field("soft", &self.soft)
             .finish_non_exhaustive()
     }
 }

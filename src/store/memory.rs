@@ -1,12 +1,12 @@
 //! An in-process store: the fallback when no Redis answers, and a store for tests.
 
 use super::{write::FENCE_WINDOW, EntryWrite, Store, StoreFuture};
-use crate::invalidate::Invalidation;
+use crate::{entry::marked_stale, invalidate::Invalidation};
 use bytes::Bytes;
 use moka::{sync::Cache, Expiry};
 use std::{
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 /// The default bound of [`MemoryStore::default`]: 64 MiB.
@@ -129,6 +129,17 @@ impl MemoryStore {
             .insert(key.to_owned(), Slot { value, ttl, tags });
     }
 
+    /// Marks the entry under `key` stale as of now (a soft purge); whether it was there.
+    fn mark_stale(&self, key: &str) -> bool {
+        let Some(slot) = self.entries.get(key) else {
+            return false;
+        };
+        if let Some(value) = marked_stale(&slot.value, SystemTime::now()) {
+            self.insert(key, value, slot.ttl, slot.tags);
+        }
+        true
+    }
+
     fn lock_fences(&self) -> std::sync::MutexGuard<'_, Vec<(Invalidation, Instant)>> {
         // The fences stay consistent whatever panicked while holding the lock.
         self.fences.lock().unwrap_or_else(PoisonError::into_inner)
@@ -193,10 +204,13 @@ impl Store for MemoryStore {
             .map(|(key, _)| key)
             .collect();
         // Expired entries are not yielded by `iter`: only live ones are counted.
-        let gone = covered
-            .iter()
-            .filter(|key| self.entries.remove(key.as_str()).is_some())
-            .count();
+        let gone = match invalidation.is_soft() {
+            true => covered.iter().filter(|key| self.mark_stale(key)).count(),
+            false => covered
+                .iter()
+                .filter(|key| self.entries.remove(key.as_str()).is_some())
+                .count(),
+        };
         drop(fences);
         Box::pin(std::future::ready(Ok(gone as u64)))
     }

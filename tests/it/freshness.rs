@@ -133,3 +133,169 @@ redis_test!(
         assert!(layer.hot_keys(1000).len() <= 64, "bounded");
     }
 );
+
+/// `GET /items/{id}`: answers the current version, after waiting at `gate` (open unless a test
+/// closes it).
+#[derive(Clone)]
+struct Versioned {
+    version: Arc<AtomicUsize>,
+    runs: Runs,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Versioned {
+    fn new() -> Self {
+        Self {
+            version: Arc::new(AtomicUsize::new(1)),
+            runs: Runs::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
+        }
+    }
+
+    fn app(&self, layer: &CacheLayer, policy: Policy) -> Router {
+        let origin = self.clone();
+        let handler = move || {
+            let origin = origin.clone();
+            async move {
+                origin.runs.bump();
+                let version = origin.version.load(SeqCst);
+                let _pass = origin.gate.acquire().await.expect("never closed");
+                format!("v{version}")
+            }
+        };
+        Router::new().route(
+            "/items/{id}",
+            get(handler).route_layer(layer.policy(policy)),
+        )
+    }
+}
+
+fn items(stale: Duration) -> Policy {
+    Policy::new("items")
+        .entity(Entity::path_segment(1))
+        .ttl(Duration::from_secs(60))
+        .stale_while_revalidate(stale)
+}
+
+redis_test!(
+    a_soft_purge_serves_stale_once_while_one_refresh_runs,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let origin = Versioned::new();
+        let app = origin.app(&layer, items(Duration::from_secs(60)));
+        assert!(send(&app, get_req("/items/1")).await.is_stored());
+        wait_writes(&layer, 1).await;
+        origin.version.store(2, SeqCst);
+        assert_eq!(layer.invalidator().soft().entity("1").await.unwrap(), 1);
+
+        // 200 at once, the handler held: every one gets v1 at once (stale), none waits for
+        // the handler, and one refresh runs.
+        let held = origin.gate.acquire_many(1 << 20).await.unwrap();
+        let replies =
+            futures_util::future::join_all((0..200).map(|_| send(&app, get_req("/items/1")))).await;
+        drop(held);
+        for reply in &replies {
+            assert_eq!(reply.text(), "v1", "{}", reply.cache_status());
+            assert!(
+                reply
+                    .cache_status()
+                    .contains("detail=stale-while-revalidate"),
+                "{}",
+                reply.cache_status()
+            );
+        }
+        wait_writes(&layer, 2).await;
+        assert_eq!(origin.runs.get(), 2, "the first request and one refresh");
+        let fresh = send(&app, get_req("/items/1")).await;
+        assert_eq!((fresh.text(), fresh.is_hit()), ("v2", true));
+        assert!(
+            !fresh.cache_status().contains("stale"),
+            "{}",
+            fresh.cache_status()
+        );
+    }
+);
+
+redis_test!(
+    a_soft_purge_without_a_stale_window_is_a_miss,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let origin = Versioned::new();
+        let app = origin.app(&layer, items(Duration::ZERO));
+        assert!(send(&app, get_req("/items/2")).await.is_stored());
+        wait_writes(&layer, 1).await;
+        origin.version.store(2, SeqCst);
+        assert_eq!(layer.invalidator().soft().entity("2").await.unwrap(), 1);
+        let reply = send(&app, get_req("/items/2")).await;
+        assert_eq!(reply.text(), "v2", "{}", reply.cache_status());
+        assert!(!reply.is_hit());
+    }
+);
+
+redis_test!(
+    a_soft_purge_racing_a_write_back_is_not_undone,
+    |redis| async move {
+        let layer = cache(&redis).await;
+        let origin = Versioned::new();
+        let app = origin.app(&layer, items(Duration::from_secs(60)));
+        // A miss whose handler read v1 and is held before answering.
+        let held = origin.gate.acquire_many(1 << 20).await.unwrap();
+        let racing = tokio::spawn({
+            let app = app.clone();
+            async move { send(&app, get_req("/items/3")).await }
+        });
+        eventually("the racing handler runs", || origin.runs.get() == 1).await;
+        origin.version.store(2, SeqCst);
+        layer.invalidator().soft().entity("3").await.unwrap();
+        drop(held);
+        let racing = racing.await.unwrap();
+        assert_eq!(racing.text(), "v1");
+        eventually("the racing write-back is refused", || {
+            layer.stats().writes_invalidated == 1
+        })
+        .await;
+        assert_eq!(layer.stats().writes, 0);
+        let next = send(&app, get_req("/items/3")).await;
+        assert_eq!(
+            (next.text(), next.is_hit()),
+            ("v2", false),
+            "{}",
+            next.cache_status()
+        );
+    }
+);
+
+redis_test!(a_soft_purge_reaches_the_near_cache, |redis| async move {
+    let near = tower_redis_cache::NearCache::builder(connect(&redis).await)
+        .build()
+        .unwrap();
+    let layer = CacheLayer::builder(near.clone(), key_factory())
+        .lookup_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let origin = Versioned::new();
+    let app = origin.app(&layer, items(Duration::from_secs(60)));
+    assert!(send(&app, get_req("/items/4")).await.is_stored());
+    wait_writes(&layer, 1).await;
+    // Reads until one is answered from the near cache (it keeps what Redis answered).
+    let near_hits = near.stats().hits;
+    for _ in 0..200 {
+        assert!(send(&app, get_req("/items/4")).await.is_hit());
+        if near.stats().hits > near_hits {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(near.stats().hits > near_hits, "the near cache holds the entry");
+    origin.version.store(2, SeqCst);
+    assert_eq!(layer.invalidator().soft().entity("4").await.unwrap(), 1);
+    let held = origin.gate.acquire_many(1 << 20).await.unwrap();
+    let reply = send(&app, get_req("/items/4")).await;
+    drop(held);
+    assert_eq!(reply.text(), "v1");
+    assert!(
+        reply.cache_status().contains("detail=stale-while-revalidate"),
+        "the near cache must not keep the entry fresh: {}",
+        reply.cache_status()
+    );
+});

@@ -30,8 +30,8 @@
 use super::{
     routing::Routes,
     scripts::{
-        DropEntries, FenceEntity, FenceGroup, Join, ReleaseMissLease, StoreEntry, TakeMissLease,
-        WriteLease,
+        DropEntries, FenceEntity, FenceGroup, Join, ReleaseMissLease, StaleEntries, StoreEntry,
+        TakeMissLease, WriteLease,
     },
 };
 use crate::{
@@ -137,10 +137,12 @@ pub(crate) async fn invalidate(
 ) -> Result<u64, StoreError> {
     let prefix = invalidation.prefix();
     let routes = &routes.for_invalidation();
+    // A soft purge marks the entries stale as of now instead of dropping them.
+    let soft = invalidation.is_soft().then(now_millis);
     let gone = match invalidation.scope() {
-        InvalidationScope::Entity { entity } => drop_entity(routes, prefix, entity, "").await,
+        InvalidationScope::Entity { entity } => drop_entity(routes, prefix, entity, "", soft).await,
         InvalidationScope::EntityInNamespace { namespace, entity } => {
-            drop_entity(routes, prefix, entity, namespace).await
+            drop_entity(routes, prefix, entity, namespace, soft).await
         }
         InvalidationScope::Namespace { namespace } => {
             let fence = FenceGroup {
@@ -151,7 +153,7 @@ pub(crate) async fn invalidate(
             let entities = fence.run(routes).await?;
             let drops: Vec<_> = entities
                 .iter()
-                .map(|entity| drop_entity(routes, prefix, entity, namespace))
+                .map(|entity| drop_entity(routes, prefix, entity, namespace, soft))
                 .collect();
             sum(drops).await
         }
@@ -177,7 +179,7 @@ pub(crate) async fn invalidate(
             }
             let drops: Vec<_> = by_entity
                 .into_iter()
-                .map(|(entity, entries)| drop_entries(routes, prefix, entity, entries))
+                .map(|(entity, entries)| drop_entries(routes, prefix, entity, entries, soft))
                 .collect();
             sum(drops).await
         }
@@ -188,12 +190,13 @@ pub(crate) async fn invalidate(
 }
 
 /// Fences `entity` (in `namespace`, or in every namespace when it is empty), then drops its
-/// entries.
+/// entries (marks them stale as of `soft`, milliseconds since the Unix epoch, when given).
 async fn drop_entity(
     routes: &Routes,
     prefix: &str,
     entity: &str,
     namespace: &str,
+    soft: Option<u64>,
 ) -> Result<u64, StoreError> {
     let fence = FenceEntity {
         index: &index::entity_index(prefix, entity),
@@ -210,28 +213,48 @@ async fn drop_entity(
             Some((String::from(key), member))
         })
         .collect();
-    drop_entries(routes, prefix, entity, entries).await
+    drop_entries(routes, prefix, entity, entries, soft).await
 }
 
-/// Drops `entries` (keys and members) of `entity`, [`DROP_BATCH`] at a time.
+/// Drops `entries` (keys and members) of `entity`, [`DROP_BATCH`] at a time; with `soft`,
+/// marks them stale as of then instead (they stay in the index).
 async fn drop_entries(
     routes: &Routes,
     prefix: &str,
     entity: &str,
     entries: Vec<(String, String)>,
+    soft: Option<u64>,
 ) -> Result<u64, StoreError> {
     let index = index::entity_index(prefix, entity);
     let leases = index::entity_leases(prefix, entity);
     let mut gone = 0;
     for batch in entries.chunks(DROP_BATCH) {
-        let drop = DropEntries {
-            index: &index,
-            leases: &leases,
-            entries: batch,
+        gone += match soft {
+            Some(now_millis) => {
+                let stale = StaleEntries {
+                    leases: &leases,
+                    entries: batch,
+                    now_millis,
+                };
+                stale.run(routes).await?
+            }
+            None => {
+                let drop = DropEntries {
+                    index: &index,
+                    leases: &leases,
+                    entries: batch,
+                };
+                drop.run(routes).await?
+            }
         };
-        gone += drop.run(routes).await?;
     }
     Ok(gone)
+}
+
+/// Milliseconds since the Unix epoch, as entries record their time.
+fn now_millis() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    crate::millis::millis(since.unwrap_or_default())
 }
 
 /// Runs `drops` with at most [`FAN_OUT`] in flight; their sum, or the first error.

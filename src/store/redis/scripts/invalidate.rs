@@ -13,6 +13,8 @@ static FENCE_ENTITY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("fence_entity.lua")));
 static DROP_ENTRIES: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("drop_entries.lua")));
+static STALE_ENTRIES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("stale_entries.lua")));
 static FENCE_GROUP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("fence_group.lua")));
 
@@ -66,6 +68,35 @@ impl DropEntries<'_> {
             .collect();
         let gone = integer(DROP_ENTRIES.run(routes, &keys, args).await?)?;
         Ok(u64::try_from(gone).unwrap_or(0))
+    }
+}
+
+/// `stale_entries.lua`: marks entries of one entity stale (a soft purge), dropping their write
+/// leases.
+pub(crate) struct StaleEntries<'a> {
+    /// The entity's write leases.
+    pub(crate) leases: &'a str,
+    /// The entries' keys and their members in the entity's index.
+    pub(crate) entries: &'a [(String, String)],
+    /// Now, in milliseconds since the Unix epoch: the entries' freshness ends then.
+    pub(crate) now_millis: u64,
+}
+
+impl StaleEntries<'_> {
+    /// How many of the entries were there.
+    pub(crate) async fn run(&self, routes: &Routes) -> Result<u64, StoreError> {
+        let mut keys = Vec::with_capacity(1 + self.entries.len());
+        keys.push(self.leases);
+        keys.extend(self.entries.iter().map(|(key, _)| key.as_str()));
+        let mut args = Vec::with_capacity(1 + self.entries.len());
+        args.push(Value::from(self.now_millis.to_string()));
+        args.extend(
+            self.entries
+                .iter()
+                .map(|(_, member)| Value::from(member.as_str())),
+        );
+        let marked = integer(STALE_ENTRIES.run(routes, &keys, args).await?)?;
+        Ok(u64::try_from(marked).unwrap_or(0))
     }
 }
 

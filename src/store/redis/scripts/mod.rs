@@ -11,6 +11,6 @@ mod script;
 mod tests;
 mod write;
 
-pub(crate) use self::invalidate::{DropEntries, FenceEntity, FenceGroup};
+pub(crate) use self::invalidate::{DropEntries, FenceEntity, FenceGroup, StaleEntries};
 pub(crate) use self::miss_lease::{ReleaseMissLease, TakeMissLease};
 pub(crate) use self::write::{Join, StoreEntry, WriteLease};

@@ -1,6 +1,8 @@
 //! Each script against a real `redis-server`: its reply, and what it leaves in Redis.
 
-use super::{DropEntries, FenceEntity, FenceGroup, Join, ReleaseMissLease, StoreEntry};
+use super::{
+    DropEntries, FenceEntity, FenceGroup, Join, ReleaseMissLease, StaleEntries, StoreEntry,
+};
 use super::{TakeMissLease, WriteLease};
 use crate::store::{redis::test_server::Server, Lease};
 use fred::types::Value;
@@ -361,4 +363,57 @@ async fn a_tagged_write_joined_before_the_tag_fence_is_dropped_after_it() {
     };
     assert_eq!(drop.run(&routes).await.unwrap(), 1);
     assert_eq!(redis.text(&["GET", ENTRY]).await, None);
+}
+
+#[tokio::test]
+async fn stale_entries_ends_the_freshness_of_entries_only_and_drops_their_leases() {
+    use crate::entry::Entry;
+    use fred::interfaces::KeysInterface;
+    use std::time::{Duration, SystemTime};
+    let redis = Server::start().await;
+    let routes = redis.routes();
+    let stored_at = SystemTime::now() - Duration::from_secs(10);
+    let entry = Entry::new(http::StatusCode::OK, Default::default(), "body".into())
+        .with_stored_at(stored_at)
+        .with_ttl(Duration::from_secs(60))
+        .with_stale(Duration::from_secs(30), Duration::ZERO);
+    let client = routes.pool.next_connected();
+    let _: () = client
+        .set("p:a:{e}:1", entry.encode(), None, None, false)
+        .await
+        .unwrap();
+    redis.command(&["SET", "p:a:{e}:2", "not an entry"]).await;
+    redis.command(&["HSET", "p:#l:{e}", "a:1", "token"]).await;
+    let entries = [
+        ("p:a:{e}:1".to_owned(), "a:1".to_owned()),
+        ("p:a:{e}:2".to_owned(), "a:2".to_owned()),
+        ("p:a:{e}:3".to_owned(), "a:3".to_owned()),
+    ];
+    let now = SystemTime::now();
+    let stale = StaleEntries {
+        leases: "p:#l:{e}",
+        entries: &entries,
+        now_millis: crate::millis::millis(now.duration_since(std::time::UNIX_EPOCH).unwrap()),
+    };
+    assert_eq!(
+        stale.run(&routes).await.unwrap(),
+        1,
+        "one entry of the three"
+    );
+    let marked: bytes::Bytes = client.get("p:a:{e}:1").await.unwrap();
+    let marked = Entry::decode(marked).unwrap();
+    assert!(
+        marked.ttl() <= now.duration_since(stored_at).unwrap() + Duration::from_millis(1),
+        "no longer fresh"
+    );
+    assert!(marked.ttl() >= Duration::from_secs(9));
+    let original = Entry::decode(entry.encode()).unwrap();
+    assert_eq!(
+        marked.with_ttl(Duration::from_secs(60)),
+        original,
+        "nothing else changed"
+    );
+    let foreign: String = client.get("p:a:{e}:2").await.unwrap();
+    assert_eq!(foreign, "not an entry", "left alone");
+    assert!(redis.strings(&["HKEYS", "p:#l:{e}"]).await.is_empty());
 }
