@@ -1,6 +1,7 @@
 //! [`CacheLayer`] and its builder: configuration only.
 
 use crate::{
+    coalesce::flight::Flights,
     config_error::ConfigError,
     entry::Compression,
     hit::is_token,
@@ -279,7 +280,7 @@ impl CacheLayerBuilder {
             hot_keys: Default::default(),
             bodies: BodyMemo::new(),
             tag_header: self.tag_header,
-            flights: self.coalescing.then(Arc::default),
+            flights: self.coalescing.then(|| Arc::new(Flights::sealing())),
             refreshes: Arc::default(),
             namespaces: Default::default(),
             negotiations: Default::default(),

@@ -4,9 +4,11 @@
 //! Later misses for the key wait (bounded) for that outcome: the leader's entry when its
 //! response was storable and complete, served to each waiter whose request it answers; else
 //! (not storable, failed, cancelled, client gone) the waiters forward on their own at once,
-//! never queued behind each other. Misses arriving once the leader's entry is on its way to the
-//! store start a flight of their own: by the time the store has it, an invalidation may have
-//! dropped it, and a request that began after that invalidation must not get it.
+//! never queued behind each other. A miss flight is sealed as the leader's entry goes to the
+//! store: by the time the store has it, an invalidation may have dropped it, and a request that
+//! began after that invalidation must not get it. Misses joining a sealed flight are late: they
+//! wait for the leader's write-back, then look the key up again, where the store's answer is
+//! the truth (no second handler run, no entry from before an invalidation).
 
 use crate::entry::Entry;
 use std::{
@@ -27,7 +29,16 @@ pub(crate) enum Outcome {
 /// The flights in progress, by key.
 #[derive(Debug, Default)]
 pub(crate) struct Flights {
-    map: Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>,
+    map: Mutex<HashMap<String, Registration>>,
+    /// Whether flights are sealed as their entry goes to the store (misses' flights; a
+    /// refresh's waiters share nothing, so its flights need not be).
+    sealing: bool,
+}
+
+#[derive(Debug)]
+struct Registration {
+    receiver: watch::Receiver<Option<Outcome>>,
+    sealed: bool,
 }
 
 /// A miss's part in a flight.
@@ -36,6 +47,9 @@ pub(crate) enum Role {
     Leader(Flight),
     /// Wait for the leader's outcome.
     Waiter(watch::Receiver<Option<Outcome>>),
+    /// Joined after the leader's entry went to the store: wait for its write-back to end, then
+    /// look the key up again (never take the leader's entry).
+    Late(watch::Receiver<Option<Outcome>>),
 }
 
 /// A leader's handle: publishes its outcome, and on drop ends the flight (publishing
@@ -47,14 +61,30 @@ pub(crate) struct Flight {
 }
 
 impl Flights {
+    /// The flights of misses, sealed as their entry goes to the store.
+    pub(crate) fn sealing() -> Self {
+        Self {
+            sealing: true,
+            ..Self::default()
+        }
+    }
+
     /// Joins the flight for `key`, or starts one.
     pub(crate) fn join(self: &Arc<Self>, key: &str) -> Role {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(receiver) = map.get(key) {
-            return Role::Waiter(receiver.clone());
+        if let Some(registration) = map.get(key) {
+            let receiver = registration.receiver.clone();
+            return match registration.sealed {
+                true => Role::Late(receiver),
+                false => Role::Waiter(receiver),
+            };
         }
         let (sender, receiver) = watch::channel(None);
-        map.insert(key.to_owned(), receiver);
+        let registration = Registration {
+            receiver,
+            sealed: false,
+        };
+        map.insert(key.to_owned(), registration);
         Role::Leader(Flight {
             flights: self.clone(),
             key: key.to_owned(),
@@ -78,21 +108,38 @@ impl Flight {
         self.sender.send_replace(Some(outcome));
     }
 
-    /// Takes no more waiters: called as the leader's entry is sent to the store. Every waiter
-    /// joined before the store accepted the entry, so no invalidation acknowledged before its
-    /// request began can have dropped it since (one that started before the leader's request
-    /// began makes the store refuse the entry, and nothing is published).
+    /// Takes no more waiters, only late ones: called as the leader's entry is sent to the
+    /// store. Every waiter joined before the store accepted the entry, so no invalidation
+    /// acknowledged before its request began can have dropped it since (one that started
+    /// before the leader's request began makes the store refuse the entry, and nothing is
+    /// published).
     pub(crate) fn seal(&self) {
+        if !self.flights.sealing {
+            return;
+        }
+        let mut map = self
+            .flights
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(registration) = map.get_mut(&self.key) {
+            if registration.receiver.same_channel(&self.sender.subscribe()) {
+                registration.sealed = true;
+            }
+        }
+    }
+
+    /// Ends the flight's registration (a later flight for the key may have replaced it).
+    fn unregister(&self) {
         let mut map = self
             .flights
             .map
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Only this flight's registration: a later flight for the key may have replaced it.
-        if map
-            .get(&self.key)
-            .is_some_and(|receiver| receiver.same_channel(&self.sender.subscribe()))
-        {
+        if map.get(&self.key).is_some_and(|registration| {
+            registration.receiver.same_channel(&self.sender.subscribe())
+        }) {
             map.remove(&self.key);
         }
     }
@@ -107,7 +154,7 @@ impl Drop for Flight {
             }
             unset
         });
-        self.seal();
+        self.unregister();
     }
 }
 
@@ -124,8 +171,8 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn one_leader_then_waiters_then_it_ends() {
-        let flights = Arc::new(Flights::default());
+    async fn one_leader_then_waiters_then_late_ones_then_it_ends() {
+        let flights = Arc::new(Flights::sealing());
         let Role::Leader(flight) = flights.join("k") else {
             panic!("the first is the leader")
         };
@@ -133,19 +180,32 @@ mod tests {
             panic!("the second waits")
         };
         assert!(matches!(flights.join("other"), Role::Leader(_)));
-        // Sealed as its entry goes to the store: a later miss leads a flight of its own
-        // (the entry may be invalidated by the time the store has it).
+        // Sealed as its entry goes to the store: a later miss is late (it will look the key
+        // up again rather than take the entry, which may be invalidated by then).
         flight.seal();
-        assert_eq!(flights.len(), 0, "unregistered");
-        let Role::Leader(late) = flights.join("k") else {
-            panic!("a sealed flight takes no more waiters")
+        let Role::Late(late) = flights.join("k") else {
+            panic!("a sealed flight takes late waiters only")
         };
         let entry = Entry::new(http::StatusCode::OK, Default::default(), "b".into());
         flight.publish(Outcome::Entry(Arc::new(entry)));
         assert!(matches!(outcome(waiter).await, Outcome::Entry(_)));
         drop(flight);
-        assert_eq!(flights.len(), 1, "the late leader's flight is untouched");
-        drop(late);
+        assert!(
+            matches!(outcome(late).await, Outcome::Entry(_)),
+            "told it ended"
+        );
+        assert_eq!(flights.len(), 0);
+        assert!(matches!(flights.join("k"), Role::Leader(_)), "a new flight");
+    }
+
+    #[tokio::test]
+    async fn refresh_flights_are_never_sealed() {
+        let flights = Arc::new(Flights::default());
+        let Role::Leader(flight) = flights.join("k") else {
+            panic!()
+        };
+        flight.seal();
+        assert!(matches!(flights.join("k"), Role::Waiter(_)));
     }
 
     #[tokio::test]

@@ -186,13 +186,35 @@ where
                 },
                 None => State::forward(pending, status, Some(flight), None),
             },
-            Role::Waiter(receiver) => {
-                let wait = tokio::time::timeout(runtime.coalescing_timeout, outcome(receiver));
-                State::Waiting {
-                    outcome: Box::pin(async move { wait.await.ok() }),
-                    pending: Some((pending, status)),
-                }
-            }
+            Role::Waiter(receiver) => State::waiting(pending, status, receiver, false),
+            Role::Late(receiver) => State::waiting(pending, status, receiver, true),
+        }
+    }
+
+    /// Waits (bounded) for the outcome of the flight `receiver` follows.
+    fn waiting(
+        pending: Pending<S, ReqBody>,
+        status: CacheStatus,
+        receiver: tokio::sync::watch::Receiver<Option<Outcome>>,
+        late: bool,
+    ) -> Self {
+        let timeout = pending.runtime.coalescing_timeout;
+        let wait = tokio::time::timeout(timeout, outcome(receiver));
+        State::Waiting {
+            outcome: Box::pin(async move { wait.await.ok() }),
+            pending: Some((pending, status)),
+            late,
+        }
+    }
+
+    /// Looks `pending` (a miss reported as `status`) up again, after the flight it joined
+    /// late: the store has the leader's entry, or it was invalidated since, and then the
+    /// request forwards.
+    fn look_again(pending: Pending<S, ReqBody>, status: CacheStatus) -> Self {
+        let runtime = &pending.runtime;
+        State::LookAgain {
+            lookup: Lookup::start(runtime, &pending.policy.namespace, &pending.key),
+            pending: Some((pending, status)),
         }
     }
 
@@ -289,16 +311,49 @@ where
                         }
                     }
                 }
-                StateProj::Waiting { outcome, pending } => {
-                    let outcome = ready!(outcome.as_mut().poll(cx));
+                StateProj::LookAgain { lookup, pending } => {
+                    let runtime = &pending.as_ref().expect(DONE).0.runtime;
+                    let found = ready!(lookup.poll_lookup(cx, runtime));
                     let (pending, status) = pending.take().expect(DONE);
-                    match coalesced::shared_entry(outcome, &pending) {
-                        Some(entry) => {
+                    let (runtime, now) = (&pending.runtime, SystemTime::now());
+                    let admission = pending.admission;
+                    let checks = (&pending.identity, pending.coding_check());
+                    let (resolution, _) =
+                        resolve(found, now, runtime, admission, checks.0, checks.1);
+                    // Counted once, as the miss it is: answered with the entry the leader
+                    // stored, as a coalesced miss, or forwarded.
+                    match resolution {
+                        Resolution::Fresh(entry) => {
                             let response = coalesced::respond(&pending, entry, status);
                             return Poll::Ready(Ok(response.map(ResponseBody::cached)));
                         }
-                        // Nothing to share, or waited long enough: on its own, at once.
-                        None => State::forward(pending, status, None, None),
+                        Resolution::Stale(_) | Resolution::Miss(..) => {
+                            State::forward(pending, status, None, None)
+                        }
+                    }
+                }
+                StateProj::Waiting {
+                    outcome,
+                    pending,
+                    late,
+                } => {
+                    let outcome = ready!(outcome.as_mut().poll(cx));
+                    let (pending, status) = pending.take().expect(DONE);
+                    if *late {
+                        // The store has the leader's entry, or an invalidation dropped it.
+                        match outcome {
+                            Some(Outcome::Entry(_)) => State::look_again(pending, status),
+                            _ => State::forward(pending, status, None, None),
+                        }
+                    } else {
+                        match coalesced::shared_entry(outcome, &pending) {
+                            Some(entry) => {
+                                let response = coalesced::respond(&pending, entry, status);
+                                return Poll::Ready(Ok(response.map(ResponseBody::cached)));
+                            }
+                            // Nothing to share, or waited long enough: on its own, at once.
+                            None => State::forward(pending, status, None, None),
+                        }
                     }
                 }
                 StateProj::Leasing { leased, pending } => {

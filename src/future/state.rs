@@ -50,15 +50,23 @@ pin_project! {
             // A stale entry to serve instead if the inner service fails (stale-if-error).
             stale: Option<StaleIfError>,
         },
+        // A miss that joined its key's flight late, looking the key up again once the
+        // leader's write-back ended.
+        LookAgain {
+            lookup: Lookup,
+            pending: Option<(Pending<S, ReqBody>, CacheStatus)>,
+        },
         // A flight's leader taking its key's cross-instance lease, or waiting on its holder.
         Leasing {
             leased: Step<Leased>,
             pending: Option<(Pending<S, ReqBody>, CacheStatus, Flight)>,
         },
-        // A miss waiting for the leader of its key's flight (bounded).
+        // A miss waiting for the leader of its key's flight (bounded); a late one (joined
+        // once the leader's entry went to the store) looks the key up again after it.
         Waiting {
             outcome: Step<Option<Outcome>>,
             pending: Option<(Pending<S, ReqBody>, CacheStatus)>,
+            late: bool,
         },
         // An unsafe request whose success invalidates its entity: waiting for the inner service.
         Unsafe {
@@ -84,6 +92,7 @@ where
         match self {
             State::ReadBody { .. } => "reading the request body",
             State::Lookup { .. } => "looking up",
+            State::LookAgain { .. } => "looking up again after a coalesced miss",
             State::Waiting { .. } => "waiting for a coalesced miss",
             State::Leasing { .. } => "taking or waiting on a miss lease",
             State::Forward { finish: None, .. } => "passing through",
