@@ -85,7 +85,8 @@
 //!
 //! - `LOAD_ROUNDS` (default 10): rounds.
 //! - `LOAD_SECS` (default 5): seconds of each wrk run.
-//! - `LOAD_CONNECTIONS` (default 64): wrk's connections (always 2 wrk threads).
+//! - `LOAD_CONNECTIONS` (default 64): wrk's connections (2 wrk threads; 1 for 1 connection,
+//!   one request at a time).
 //! - `LOAD_VARIANTS` (default `layer,layer-pool2,floor,memory`): comma-separated variants. A
 //!   variant written `base:<variant>` is served by another build of this bench, the binary at
 //!   `LOAD_BASE_BIN` (for example the commit before a change, with this file copied in), so a
@@ -666,7 +667,7 @@ fn run() {
             .filter(|v| !v.is_empty())
             .collect(),
     };
-    assert!(settings.rounds > 0 && settings.secs > 0 && settings.connections >= 2);
+    assert!(settings.rounds > 0 && settings.secs > 0 && settings.connections >= 1);
     assert!(!settings.variants.is_empty(), "LOAD_VARIANTS is empty");
     let kinds: Vec<Kind> = settings
         .variants
@@ -728,8 +729,13 @@ fn run() {
     let mut report = String::new();
     let _ = writeln!(
         report,
-        "\n## load: {} rounds × {} s per variant, wrk -t2 -c{}, {} hot paths, {} B body\n",
-        settings.rounds, settings.secs, settings.connections, PATHS, BODY_SIZE
+        "\n## load: {} rounds × {} s per variant, wrk -t{} -c{}, {} hot paths, {} B body\n",
+        settings.rounds,
+        settings.secs,
+        settings.connections.min(2),
+        settings.connections,
+        PATHS,
+        BODY_SIZE
     );
     let _ = writeln!(report, "- load average at start: {load_start}");
     let _ = writeln!(report, "- load average at end:   {load_end}");
@@ -911,7 +917,8 @@ fn measure(
     let redis_cpu_before = cpu_ticks(redis_pid(redis));
     let app_cpu_before = cpu_ticks(server.pid());
     let output = Command::new("wrk")
-        .arg("-t2")
+        // Two threads, or one for one connection at a time (wrk needs a connection per thread).
+        .arg(format!("-t{}", settings.connections.min(2)))
         .arg(format!("-c{}", settings.connections))
         .arg(format!("-d{}s", settings.secs))
         .arg("--latency")

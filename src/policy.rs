@@ -238,7 +238,10 @@ impl Policy {
     /// across instances with [`lease`](Self::lease)) with probability `exp(-r / (δ β))`
     /// ("XFetch": Vattani, Chierichetti and Lowenstein, *Optimal Probabilistic Cache Stampede
     /// Prevention*, VLDB 2015). `beta` 1.0 is the paper's default; larger refreshes earlier; 0
-    /// (or a value that is not a positive number) turns it off. A key that is rarely hit costs
+    /// (or a value that is not a positive number) turns it off. The more hits a key takes, the
+    /// earlier its refresh starts (the first of many draws wins): on one key at ~30 000 hits/s
+    /// with a 2 s TTL and a 100 ms handler, β 1.0 refreshed 1.67 times per TTL and β 0.5 1.20
+    /// times, both with no miss (`benches/refresh_ahead.rs`). A key that is rarely hit costs
     /// nothing extra; the refresh is a write-back like any other, refused if an invalidation
     /// raced it. Default: off.
     pub fn refresh_ahead(mut self, beta: f64) -> Self {

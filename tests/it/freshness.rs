@@ -286,7 +286,10 @@ redis_test!(a_soft_purge_reaches_the_near_cache, |redis| async move {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(near.stats().hits > near_hits, "the near cache holds the entry");
+    assert!(
+        near.stats().hits > near_hits,
+        "the near cache holds the entry"
+    );
     origin.version.store(2, SeqCst);
     assert_eq!(layer.invalidator().soft().entity("4").await.unwrap(), 1);
     let held = origin.gate.acquire_many(1 << 20).await.unwrap();
@@ -294,7 +297,9 @@ redis_test!(a_soft_purge_reaches_the_near_cache, |redis| async move {
     drop(held);
     assert_eq!(reply.text(), "v1");
     assert!(
-        reply.cache_status().contains("detail=stale-while-revalidate"),
+        reply
+            .cache_status()
+            .contains("detail=stale-while-revalidate"),
         "the near cache must not keep the entry fresh: {}",
         reply.cache_status()
     );
