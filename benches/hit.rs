@@ -38,6 +38,8 @@
 //! on whether the other vCPU is awake, which moves every ratio; the extra time a hit adds over
 //! the bare GET is the same either way. See BENCHMARKS.md.
 
+#[path = "support/json_body.rs"]
+mod json_body;
 #[path = "support/json_handler.rs"]
 mod json_handler;
 #[path = "../tests/it/servers/mod.rs"]
@@ -50,6 +52,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use fred::prelude::*;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
+use json_body::json_body;
 use json_handler::Handler;
 use servers::RedisServer;
 use stats::quartiles;
@@ -435,32 +438,6 @@ async fn cache_status(svc: Cache<Handler>, request: &RequestSpec) -> String {
         .to_owned();
     let Ok(_) = response.into_body().collect().await;
     status
-}
-
-/// A JSON body of exactly `size` bytes: an object of prediction markets, padded with spaces.
-fn json_body(size: usize) -> Bytes {
-    let mut s = String::with_capacity(size);
-    s.push_str(r#"{"match":12345,"model":"v2","markets":["#);
-    let mut i = 0;
-    while s.len() + 120 < size {
-        if i > 0 {
-            s.push(',');
-        }
-        let _ = write!(
-            s,
-            r#"{{"id":{i},"home":0.{:03},"draw":0.{:03},"away":0.{:03},"confidence":"high"}}"#,
-            (i * 37) % 1000,
-            (i * 53) % 1000,
-            (i * 71) % 1000
-        );
-        i += 1;
-    }
-    s.push_str("]}");
-    while s.len() < size {
-        s.push(' ');
-    }
-    assert_eq!(s.len(), size);
-    Bytes::from(s)
 }
 
 criterion_group!(benches, hit);

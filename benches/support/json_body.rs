@@ -1,6 +1,6 @@
-//! The 1 KiB JSON body every server of `benches/load.rs` answers, its own variants and the peers'
-//! binary (`benches/peers`) alike: one definition, so the warm-up can check the exact bytes
-//! whichever binary serves them. Included with `#[path]`.
+//! The JSON body the benches serve: every server of `benches/load.rs` (its own variants and the
+//! peers' binary, `benches/peers`, alike: one definition, so the warm-up can check the exact
+//! bytes whichever binary serves them) and `benches/hit.rs`. Included with `#[path]`.
 
 use bytes::Bytes;
 use std::fmt::Write as _;

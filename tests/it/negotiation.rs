@@ -178,6 +178,15 @@ redis_test!(
     }
 );
 
+/// A handler answering `make(run)`, its run counted in `runs`.
+fn counted(
+    runs: &Runs,
+    make: fn(usize) -> Response,
+) -> impl Fn() -> std::future::Ready<Response> + Clone + Send + Sync + 'static {
+    let runs = runs.clone();
+    move || std::future::ready(make(runs.bump()))
+}
+
 /// A JSON body large enough for `CompressionLayer` to compress.
 fn report(run: usize) -> Response {
     let body = format!(
@@ -190,8 +199,28 @@ fn report(run: usize) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn reports() -> Policy {
-    Policy::new("reports").entity(Entity::path_segment(1))
+/// Where `CompressionLayer` sits, seen from the cache.
+enum Compression {
+    /// Between the cache and the handler.
+    Inside,
+    /// In front of the cache.
+    Outside,
+}
+
+/// `GET /reports/{id}` ([`report`]), cached in namespace `reports`, compressed as `compression`
+/// says.
+fn reports_app(layer: &CacheLayer, runs: &Runs, compression: Compression) -> Router {
+    let handler = get(counted(runs, report));
+    let policy = layer.policy(Policy::new("reports").entity(Entity::path_segment(1)));
+    let route = match compression {
+        Compression::Inside => handler
+            .route_layer(CompressionLayer::new())
+            .route_layer(policy),
+        Compression::Outside => handler
+            .route_layer(policy)
+            .route_layer(CompressionLayer::new()),
+    };
+    Router::new().route("/reports/{id}", route)
 }
 
 /// The `Content-Encoding` of `reply` is one its request's `accept` allows.
@@ -249,20 +278,8 @@ redis_test!(
     |redis| async move {
         let layer = cache(&redis).await;
         let runs = Runs::default();
-        let handler = {
-            let runs = runs.clone();
-            move || {
-                let run = runs.bump();
-                async move { report(run) }
-            }
-        };
         // The cache outside: it sees (and stores) compressed responses.
-        let app = Router::new().route(
-            "/reports/{id}",
-            get(handler)
-                .route_layer(CompressionLayer::new())
-                .route_layer(layer.policy(reports())),
-        );
+        let app = reports_app(&layer, &runs, Compression::Inside);
         let gzip = send(&app, req("/reports/1", &[("accept-encoding", "gzip")])).await;
         assert_eq!(gzip.header("content-encoding"), "gzip");
         assert!(gzip.is_stored(), "{}", gzip.cache_status());
@@ -303,19 +320,7 @@ redis_test!(
     |redis| async move {
         let layer = cache(&redis).await;
         let runs = Runs::default();
-        let handler = {
-            let runs = runs.clone();
-            move || {
-                let run = runs.bump();
-                async move { report(run) }
-            }
-        };
-        let app = Router::new().route(
-            "/reports/{id}",
-            get(handler)
-                .route_layer(layer.policy(reports()))
-                .route_layer(CompressionLayer::new()),
-        );
+        let app = reports_app(&layer, &runs, Compression::Outside);
         let first = send(&app, req("/reports/2", &[("accept-encoding", "gzip")])).await;
         assert_eq!(first.header("content-encoding"), "gzip");
         wait_writes(&layer, 1).await;
@@ -362,13 +367,7 @@ fn preflight(uri: &str, origin: &str) -> axum::http::Request<Body> {
 redis_test!(cors_inside_the_cache_varies_by_origin, |redis| async move {
     let layer = cache(&redis).await;
     let runs = Runs::default();
-    let handler = {
-        let runs = runs.clone();
-        move || {
-            let run = runs.bump();
-            async move { format!("run={run}") }
-        }
-    };
+    let handler = counted(&runs, |run| format!("run={run}").into_response());
     let app = Router::new().route(
         "/teams/{id}",
         // `layer`, not `route_layer`: preflights (OPTIONS, which the route does not
@@ -410,13 +409,7 @@ redis_test!(cors_inside_the_cache_varies_by_origin, |redis| async move {
 redis_test!(cors_outside_the_cache_stores_once, |redis| async move {
     let layer = cache(&redis).await;
     let runs = Runs::default();
-    let handler = {
-        let runs = runs.clone();
-        move || {
-            let run = runs.bump();
-            async move { format!("run={run}") }
-        }
-    };
+    let handler = counted(&runs, |run| format!("run={run}").into_response());
     let app = Router::new().route(
         "/teams/{id}",
         get(handler)
